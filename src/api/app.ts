@@ -1,0 +1,286 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { z } from 'zod';
+import {
+  type AuthOptions,
+  authenticate,
+  createApiKey,
+  listApiKeys,
+  type Principal,
+  requireScope,
+  revokeApiKey,
+  SCOPES,
+  type Scope,
+} from '../core/auth.js';
+import { formatFromContentType } from '../core/dataset-parse.js';
+import { ingestDataset, listDatasets } from '../core/datasets.js';
+import type { CoreDeps } from '../core/deps.js';
+import { embeddings } from '../core/embeddings.js';
+import { cancelJob, createJob, getJob, JobInputSchema, jobView, listJobs } from '../core/jobs.js';
+import { findCurrent, getCard, getModelFile, listCards, promote, rollback } from '../core/models.js';
+import { type ModelCache, predict } from '../core/predict.js';
+import { getTask, listTasks, putTask, type Task, TaskInputSchema } from '../core/tasks.js';
+import { GraftError, toGraftError } from '../errors.js';
+import { checkName } from '../names.js';
+import { openApiDocument } from './openapi.js';
+
+export interface AppDeps extends CoreDeps {
+  auth: AuthOptions;
+  models: ModelCache;
+  limits?: { maxUploadBytes?: number; maxJsonBytes?: number; maxPredictInputs?: number };
+}
+
+type Env = { Variables: { principal: Principal } };
+
+const MAX_TEXT_CHARS = 100_000;
+
+const PredictSchema = z
+  .object({
+    inputs: z
+      .array(z.union([z.string(), z.object({ text: z.string() }).strict()]))
+      .min(1, 'inputs must hold at least one text'),
+  })
+  .strict();
+
+const EmbeddingsSchema = z
+  .object({
+    model: z.string().min(1),
+    input: z.union([z.string(), z.array(z.string()).min(1)]),
+    encoding_format: z.enum(['float', 'base64']).optional(),
+    dimensions: z.number().int().positive().optional(),
+    user: z.string().optional(),
+  })
+  .strict();
+
+const KeyInputSchema = z
+  .object({ name: z.string().trim().min(1).max(100).default('api key'), scopes: z.array(z.enum(SCOPES)).min(1) })
+  .strict();
+
+/** Builds the HTTP API from its dependencies; it does not know whether they are local or AWS adapters. */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { maxUploadBytes = 64 * 1024 * 1024, maxJsonBytes = 1024 * 1024, maxPredictInputs = 256 } = deps.limits ?? {};
+  const app = new Hono<Env>();
+
+  app.onError((err, c) => {
+    const error = fromHttpError(err);
+    if (error.status >= 500) deps.log.error('request failed', { path: c.req.path, code: error.code, err: String(err) });
+    return c.json(error.toJSON(), error.status as 500);
+  });
+  app.notFound((c) =>
+    c.json(
+      new GraftError('NOT_FOUND', `No route ${c.req.method} ${c.req.path}. The API is described at GET /openapi.json.`).toJSON(),
+      404,
+    ),
+  );
+
+  app.get('/health', (c) => c.json({ status: 'ok' }));
+  app.get('/openapi.json', (c) => c.json(openApiDocument));
+
+  const limit = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: () => {
+        throw new GraftError(
+          'PAYLOAD_TOO_LARGE',
+          `The request body is larger than ${maxSize} bytes. Split the data into smaller uploads${maxSize === maxUploadBytes ? '' : ' or send fewer inputs per request'}.`,
+        );
+      },
+    });
+  const scope = (needed: Scope) =>
+    async (c: { req: { header(name: string): string | undefined }; set(k: 'principal', v: Principal): void }, next: () => Promise<void>) => {
+      const principal = await authenticate(deps, c.req.header('authorization'), deps.auth);
+      requireScope(principal, needed);
+      c.set('principal', principal);
+      await next();
+    };
+  const admin = scope('admin');
+  const predictScope = scope('predict');
+
+  // Tasks
+  app.get('/v1/tasks', predictScope, async (c) => {
+    const tasks = await listTasks(deps);
+    return c.json({ tasks: await Promise.all(tasks.map((task) => taskView(deps, task))) });
+  });
+  app.put('/v1/tasks/:task', admin, limit(maxJsonBytes), async (c) => {
+    const name = checkName(c.req.param('task'), 'task name');
+    const input = await jsonBody(c.req.raw, TaskInputSchema, { allowEmpty: true });
+    const { task, created } = await putTask(deps, name, input);
+    return c.json(await taskView(deps, task), created ? 201 : 200);
+  });
+  app.get('/v1/tasks/:task', predictScope, async (c) => c.json(await taskView(deps, await getTask(deps, taskParam(c)))));
+
+  // Datasets and jobs
+  app.post('/v1/tasks/:task/datasets', admin, limit(maxUploadBytes), async (c) => {
+    const task = taskParam(c);
+    const format = formatFromContentType(c.req.header('content-type'));
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const { dataset, existing, job } = await ingestDataset(deps, task, body, format);
+    return c.json(
+      { datasetId: dataset.id, rows: dataset.rows, existing, report: dataset.report, jobId: job?.id },
+      existing ? 200 : 201,
+    );
+  });
+  app.get('/v1/tasks/:task/datasets', admin, async (c) => {
+    const task = await getTask(deps, taskParam(c));
+    return c.json({ datasets: await listDatasets(deps, task.name) });
+  });
+  app.post('/v1/tasks/:task/jobs', admin, limit(maxJsonBytes), async (c) => {
+    const task = await getTask(deps, taskParam(c));
+    const input = await jsonBody(c.req.raw, JobInputSchema, { allowEmpty: true });
+    const known = (await listDatasets(deps, task.name)).map((d) => d.id);
+    const datasets = input.datasets ?? known;
+    const missing = datasets.filter((id) => !known.includes(id));
+    if (datasets.length === 0) {
+      throw new GraftError('DATASET_NOT_FOUND', `Task "${task.name}" has no datasets yet: upload one first.`);
+    }
+    if (missing.length > 0) {
+      throw new GraftError('DATASET_NOT_FOUND', `Unknown dataset(s) ${missing.join(', ')} for task "${task.name}".`, {
+        details: { missing },
+      });
+    }
+    const job = await createJob(deps, task.name, { ...input, datasets });
+    return c.json({ id: job.id, status: job.status, modelVersion: job.modelVersion }, 202);
+  });
+  app.get('/v1/jobs', admin, async (c) => {
+    const task = c.req.query('task');
+    const jobs = await listJobs(deps, { task: task === undefined ? undefined : checkName(task, 'task name') });
+    return c.json({ jobs: jobs.map(jobView) });
+  });
+  app.get('/v1/jobs/:id', admin, async (c) => c.json(jobView(await getJob(deps, c.req.param('id')))));
+  app.post('/v1/jobs/:id/cancel', admin, async (c) => c.json(jobView(await cancelJob(deps, c.req.param('id')))));
+
+  // Prediction and embeddings
+  app.post('/v1/tasks/:task/predict', predictScope, limit(maxJsonBytes), async (c) => {
+    const task = taskParam(c);
+    const { inputs } = await jsonBody(c.req.raw, PredictSchema);
+    if (inputs.length > maxPredictInputs) {
+      throw new GraftError('BAD_REQUEST', `inputs holds ${inputs.length} items; send at most ${maxPredictInputs} per request.`);
+    }
+    const texts = inputs.map((input, i) => {
+      const text = typeof input === 'string' ? input : input.text;
+      if (text.length > MAX_TEXT_CHARS) {
+        throw new GraftError('BAD_REQUEST', `inputs[${i}] has ${text.length} characters; at most ${MAX_TEXT_CHARS}.`);
+      }
+      return text;
+    });
+    return c.json(await predict(deps.models, task, texts));
+  });
+  app.post('/v1/embeddings', predictScope, limit(maxJsonBytes), async (c) => {
+    const request = await jsonBody(c.req.raw, EmbeddingsSchema);
+    const count = typeof request.input === 'string' ? 1 : request.input.length;
+    if (count > maxPredictInputs) {
+      throw new GraftError('BAD_REQUEST', `input holds ${count} texts; send at most ${maxPredictInputs} per request.`);
+    }
+    return c.json(await embeddings(deps, request));
+  });
+
+  // Models
+  app.get('/v1/tasks/:task/models', admin, async (c) => {
+    const task = await getTask(deps, taskParam(c));
+    const [cards, current] = await Promise.all([listCards(deps, task.name), findCurrent(deps, task.name)]);
+    const models = cards.map((card) => ({
+      version: card.version,
+      status: card.version === current?.version ? 'serving' : 'available',
+      createdAt: card.createdAt,
+      jobId: card.jobId,
+      strategy: card.strategy,
+      metrics: pickSummary(card.metrics),
+      promotion: card.promotion,
+    }));
+    return c.json({ current: current?.version ?? null, models });
+  });
+  app.get('/v1/tasks/:task/models/:version', admin, async (c) =>
+    c.json(await getCard(deps, taskParam(c), checkName(c.req.param('version'), 'model version'))),
+  );
+  app.get('/v1/tasks/:task/models/:version/model.onnx', admin, async (c) => {
+    const task = taskParam(c);
+    const version = checkName(c.req.param('version'), 'model version');
+    const file = await getModelFile(deps, task, version);
+    return c.body(file.body as Uint8Array<ArrayBuffer>, 200, {
+      'content-type': 'application/octet-stream',
+      'content-disposition': `attachment; filename="${task}-${version}.onnx"`,
+      etag: file.etag,
+    });
+  });
+  app.post('/v1/tasks/:task/models/:version/promote', admin, async (c) => {
+    const current = await promote(deps, taskParam(c), checkName(c.req.param('version'), 'model version'));
+    return c.json(current);
+  });
+  app.post('/v1/tasks/:task/rollback', admin, async (c) => c.json(await rollback(deps, taskParam(c))));
+
+  // API keys
+  app.post('/v1/keys', admin, limit(maxJsonBytes), async (c) => {
+    const input = await jsonBody(c.req.raw, KeyInputSchema);
+    const { key, record } = await createApiKey(deps, input);
+    return c.json({ key, ...record }, 201);
+  });
+  app.get('/v1/keys', admin, async (c) => c.json({ keys: await listApiKeys(deps) }));
+  app.delete('/v1/keys/:id', admin, async (c) => c.json(await revokeApiKey(deps, c.req.param('id'))));
+
+  return app;
+}
+
+function taskParam(c: { req: { param(name: 'task'): string } }): string {
+  return checkName(c.req.param('task'), 'task name');
+}
+
+async function taskView(deps: CoreDeps, task: Task) {
+  const { nextVersion: _next, ...rest } = task;
+  const current = await findCurrent(deps, task.name);
+  const card = current ? await getCard(deps, task.name, current.version).catch(() => undefined) : undefined;
+  return {
+    ...rest,
+    currentModel: current
+      ? { version: current.version, promotedAt: current.promotedAt, reason: current.reason, metrics: pickSummary(card?.metrics) }
+      : null,
+  };
+}
+
+function pickSummary(metrics: Record<string, unknown> | undefined) {
+  if (!metrics) return undefined;
+  const { accuracy, macroF1, logLoss, ece, n } = metrics;
+  return { accuracy, macroF1, logLoss, ece, validationRows: n };
+}
+
+/** Reads a JSON body and validates it; every failure is a 4xx that says what to send instead. */
+async function jsonBody<S extends z.ZodType>(
+  request: Request,
+  schema: S,
+  { allowEmpty = false }: { allowEmpty?: boolean } = {},
+): Promise<z.infer<S>> {
+  const text = await request.text();
+  if (text.trim() === '' && allowEmpty) return schema.parse({});
+  const type = request.headers.get('content-type') ?? '';
+  if (!/^application\/json\b/i.test(type)) {
+    throw new GraftError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Expected a JSON body with "Content-Type: application/json" (got "${type.slice(0, 80) || 'none'}").`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new GraftError('INVALID_JSON', `The body is not valid JSON: ${(err as Error).message}`);
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues
+      .slice(0, 5)
+      .map((issue) => `${issue.path.length ? issue.path.join('.') : 'body'}: ${issue.message}`)
+      .join('; ');
+    throw new GraftError('INVALID_OPTIONS', `Invalid request body (${problems}). See GET /openapi.json.`, {
+      details: { issues: result.error.issues.slice(0, 20).map(({ path, message }) => ({ path, message })) },
+    });
+  }
+  return result.data;
+}
+
+function fromHttpError(err: unknown): GraftError {
+  if (err instanceof HTTPException) {
+    const code = err.status === 413 ? 'PAYLOAD_TOO_LARGE' : err.status < 500 ? 'BAD_REQUEST' : 'INTERNAL';
+    return new GraftError(code, err.message || `HTTP ${err.status}`, { cause: err });
+  }
+  return toGraftError(err);
+}

@@ -1,0 +1,31 @@
+import { embed, tokenCount } from '../engine/index.js';
+import type { CoreDeps } from './deps.js';
+import { resolveBackbone } from './backbones.js';
+
+export interface EmbeddingsRequest {
+  model: string;
+  input: string | string[];
+  encoding_format?: 'float' | 'base64';
+  dimensions?: number;
+}
+
+/** `POST /v1/embeddings` in OpenAI's response shape. */
+export async function embeddings(deps: CoreDeps, request: EmbeddingsRequest) {
+  const backbone = await resolveBackbone(deps, request.model);
+  const texts = typeof request.input === 'string' ? [request.input] : request.input;
+  const vectors = embed(backbone, texts, { dimensions: request.dimensions });
+  const tokens = texts.reduce((sum, text) => sum + tokenCount(backbone, text), 0);
+  return {
+    object: 'list' as const,
+    data: vectors.map((vector, index) => ({
+      object: 'embedding' as const,
+      index,
+      embedding:
+        request.encoding_format === 'base64'
+          ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64')
+          : Array.from(vector),
+    })),
+    model: backbone.name,
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  };
+}

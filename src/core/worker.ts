@@ -1,0 +1,403 @@
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  computeMetrics,
+  type Example,
+  type Metrics,
+  Predictor,
+  stratifiedSplit,
+  type TrainedClassifier,
+  type TrainStage,
+  trainClassifier,
+} from '../engine/index.js';
+import { GraftError, isCode, toGraftError } from '../errors.js';
+import { resolveBackbone } from './backbones.js';
+import { validateForTraining } from './dataset-parse.js';
+import { loadDatasetRows } from './datasets.js';
+import { type CoreDeps, nowIso } from './deps.js';
+import { getJob, isTerminal, type Job, type JobStage, updateJob, withEvent } from './jobs.js';
+import { writeJson } from './json-objects.js';
+import {
+  findCard,
+  findCurrent,
+  type ModelCard,
+  type PromotionDecision,
+  setCurrent,
+} from './models.js';
+import { storageKeys } from './storage-keys.js';
+import { getTask, type PromotionPolicy, type Task } from './tasks.js';
+
+export interface WorkerOptions {
+  /** Identifies this worker in the job record, so a second live worker leaves the job alone. */
+  workerId?: string;
+  /** How often a running job proves it is alive (and notices a cancel request). */
+  heartbeatMs?: number;
+  /** A running job whose heartbeat is older than this is taken over (its worker died). */
+  staleAfterMs?: number;
+  /** On the last delivery a transient failure fails the job instead of leaving it for a retry. */
+  lastAttempt?: boolean;
+}
+
+/** Thrown when another live worker holds the job: the delivery should be left for later, not deleted. */
+export class JobBusyError extends Error {
+  override readonly name = 'JobBusyError';
+}
+
+const TRANSIENT_CODES = new Set(['STORAGE_UNAVAILABLE', 'QUEUE_UNAVAILABLE']);
+
+// Overall progress at the start of each stage; a stage fills the span up to the next one.
+const STAGE_START: Record<JobStage, number> = {
+  validating: 0,
+  embedding: 0.05,
+  training: 0.15,
+  evaluating: 0.8,
+  exporting: 0.88,
+  publishing: 0.96,
+};
+
+/**
+ * Runs one training job to its end: validate the task's data, train a head on the frozen backbone, score it
+ * against the model in service, publish one ONNX file with its card, and promote it if the policy allows.
+ * Idempotent by job id: a finished job is returned as it is, and a retried job writes the same version.
+ */
+export async function runJob(deps: CoreDeps, jobId: string, options: WorkerOptions = {}): Promise<Job> {
+  const { workerId = `worker-${randomBytes(4).toString('hex')}`, heartbeatMs = 5_000 } = options;
+  const staleAfterMs = options.staleAfterMs ?? heartbeatMs * 4;
+  const existing = await getJob(deps, jobId);
+  if (isTerminal(existing)) return existing;
+
+  const claimed = await claim(deps, jobId, workerId, staleAfterMs);
+  if (isTerminal(claimed)) return claimed;
+  const reporter = new JobReporter(deps, claimed, workerId, heartbeatMs);
+  try {
+    const outcome = await pipeline(deps, claimed, reporter);
+    return await reporter.finish((job) =>
+      withEvent(
+        {
+          ...job,
+          status: 'succeeded',
+          stage: undefined,
+          progress: 1,
+          promoted: outcome.promoted,
+          metrics: outcome.metrics,
+          error: undefined,
+        },
+        nowIso(deps),
+        `succeeded: ${job.modelVersion} ${outcome.promoted ? 'promoted' : 'kept back'} (${outcome.reason})`,
+      ),
+    );
+  } catch (err) {
+    if (reporter.cancelled) {
+      return reporter.finish((job) => withEvent({ ...job, status: 'cancelled' }, nowIso(deps), 'cancelled'));
+    }
+    const error = toGraftError(err);
+    if (TRANSIENT_CODES.has(error.code) && !options.lastAttempt) {
+      await reporter.stop();
+      deps.log.warn('job attempt failed; the delivery will be retried', { jobId, code: error.code });
+      throw error;
+    }
+    deps.log.error('job failed', { jobId, code: error.code, message: error.message });
+    return reporter.finish((job) =>
+      withEvent(
+        { ...job, status: 'failed', error: { code: error.code, message: error.message } },
+        nowIso(deps),
+        `failed: ${error.code}`,
+      ),
+    );
+  }
+}
+
+async function claim(deps: CoreDeps, jobId: string, workerId: string, staleAfterMs: number): Promise<Job> {
+  const { value } = await updateJob(deps, jobId, (job) => {
+    if (isTerminal(job)) return job;
+    const now = deps.now?.() ?? new Date();
+    if (job.status === 'running' && job.worker && job.worker.id !== workerId) {
+      const age = now.getTime() - Date.parse(job.worker.heartbeatAt);
+      if (age < staleAfterMs) throw new JobBusyError(`job ${jobId} is running on ${job.worker.id}`);
+    }
+    if (job.cancelRequested) return withEvent({ ...job, status: 'cancelled' }, now.toISOString(), 'cancelled');
+    const attempts = job.attempts + 1;
+    return withEvent(
+      {
+        ...job,
+        status: 'running',
+        stage: 'validating',
+        progress: 0,
+        attempts,
+        worker: { id: workerId, heartbeatAt: now.toISOString() },
+      },
+      now.toISOString(),
+      attempts === 1 ? `started on ${workerId}` : `restarted on ${workerId} (attempt ${attempts})`,
+    );
+  });
+  return value;
+}
+
+/**
+ * Writes progress and heartbeats to the job record, one write at a time, and turns a cancel request seen in
+ * the record into an abort of the running stage.
+ */
+class JobReporter {
+  readonly controller = new AbortController();
+  cancelled = false;
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private lastWrite = 0;
+  private stage: JobStage = 'validating';
+
+  constructor(
+    private readonly deps: CoreDeps,
+    readonly job: Job,
+    private readonly workerId: string,
+    heartbeatMs: number,
+  ) {
+    this.timer = setInterval(() => void this.write((j) => j).catch(() => {}), heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** Enters a stage (always recorded) or reports progress inside it (recorded at most twice a second). */
+  progress(stage: JobStage, fraction: number, message?: string) {
+    const changed = stage !== this.stage;
+    this.stage = stage;
+    if (!changed && !message && Date.now() - this.lastWrite < 500) return;
+    const stages = Object.keys(STAGE_START) as JobStage[];
+    const next = stages[stages.indexOf(stage) + 1];
+    const end = next ? STAGE_START[next] : 1;
+    const progress = STAGE_START[stage] + (end - STAGE_START[stage]) * Math.min(1, Math.max(0, fraction));
+    void this.write((job) => {
+      const updated = { ...job, stage, progress: Math.round(progress * 1000) / 1000 };
+      return changed || message ? withEvent(updated, nowIso(this.deps), message ?? stage) : updated;
+    }).catch((err) => this.deps.log.warn('progress not recorded', { jobId: this.job.id, err: String(err) }));
+  }
+
+  checkCancelled() {
+    if (this.controller.signal.aborted) throw this.controller.signal.reason;
+  }
+
+  async stop() {
+    clearInterval(this.timer);
+    await this.chain.catch(() => {});
+  }
+
+  async finish(change: (job: Job) => Job): Promise<Job> {
+    await this.stop();
+    const { value } = await updateJob(this.deps, this.job.id, (job) => change({ ...job, worker: undefined }));
+    return value;
+  }
+
+  private write(change: (job: Job) => Job) {
+    this.lastWrite = Date.now();
+    this.chain = this.chain
+      .catch(() => {})
+      .then(() =>
+        updateJob(this.deps, this.job.id, (job) => {
+          if (job.cancelRequested && !this.cancelled) {
+            this.cancelled = true;
+            this.controller.abort(new GraftError('CONFLICT', 'the job was cancelled'));
+          }
+          return change({ ...job, worker: { id: this.workerId, heartbeatAt: nowIso(this.deps) } });
+        }),
+      );
+    return this.chain;
+  }
+}
+
+interface Outcome {
+  promoted: boolean;
+  reason: string;
+  metrics: Record<string, unknown>;
+}
+
+async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promise<Outcome> {
+  const timings: Record<string, number> = {};
+  const started = Date.now();
+  const task = await getTask(deps, job.task);
+  const backbone = await resolveBackbone(deps, task.backbone);
+
+  // validating
+  reporter.progress('validating', 0, `reading ${job.datasets.length} dataset version(s)`);
+  const rows = await loadDatasetRows(deps, task.name, job.datasets);
+  // A text labelled again in a later dataset version takes its latest label.
+  const latest = new Map<string, string>();
+  for (const row of rows) if (row.text !== undefined && row.label !== undefined) latest.set(row.text, row.label);
+  const { report } = validateForTraining([...latest].map(([text, label]) => ({ text, label })));
+  const examples: Example[] = [...latest].map(([text, label]) => ({ text, label }));
+  const labels = task.labels ?? Object.keys(report.labels).sort();
+  const seed = job.hyperparameters?.seed ?? 42;
+  const { train, validation } = stratifiedSplit(examples, { validationFraction: 0.2, seed });
+  timings.validatingMs = Date.now() - started;
+  reporter.progress('validating', 1, `${train.length} training rows, ${validation.length} validation rows`);
+  reporter.checkCancelled();
+
+  // embedding, training, evaluating, exporting (inside the engine, which also checks ONNX parity)
+  const trained = await trainClassifier(train, validation, {
+    backbone,
+    labels,
+    strategy: job.strategy ?? task.strategy,
+    hyperparameters: job.hyperparameters,
+    seed,
+    signal: reporter.controller.signal,
+    onProgress: (stage: TrainStage, fraction: number, message?: string) => reporter.progress(stage, fraction, message),
+  });
+  reporter.checkCancelled();
+
+  // evaluating against the model in service, on the same rows
+  reporter.progress('evaluating', 0.5, 'comparing with the model in service');
+  const decision = await decidePromotion(deps, task, validation, trained);
+  reporter.checkCancelled();
+
+  // publishing: the model file first, then its card (which makes the version visible), then the pointer
+  reporter.progress('publishing', 0, `publishing ${job.modelVersion}`);
+  const card = await publish(deps, job, task, trained, decision, {
+    train: train.length,
+    validation: validation.length,
+    timingsMs: { ...timings, ...trained.timingsMs, totalMs: Date.now() - started },
+  });
+  let promoted = false;
+  let reason = card.promotion.reason;
+  if (card.promotion.promote) {
+    try {
+      await setCurrent(deps, task.name, card.version, { reason, expected: card.promotion.against ?? null });
+      promoted = true;
+    } catch (err) {
+      if (!isCode(err, 'CONFLICT')) throw err;
+      reason = `not promoted: ${(err as Error).message}`;
+    }
+  }
+  return { promoted, reason, metrics: summary(trained.metrics) };
+}
+
+function summary(metrics: Metrics) {
+  const { accuracy, macroF1, logLoss, ece, n } = metrics;
+  return { accuracy, macroF1, logLoss, ece, validationRows: n };
+}
+
+/** Scores the model in service on the candidate's validation rows and applies the task's promotion policy. */
+export async function decidePromotion(
+  deps: CoreDeps,
+  task: Task,
+  validation: Example[],
+  candidate: TrainedClassifier,
+): Promise<PromotionDecision> {
+  const current = await findCurrent(deps, task.name);
+  if (!current) return { promote: true, reason: 'first model of the task' };
+  const policy: PromotionPolicy = task.promotion;
+  if (policy.mode === 'manual') {
+    return {
+      promote: false,
+      against: current.version,
+      reason: `the task's promotion policy is manual: promote with POST /v1/tasks/${task.name}/models/{version}/promote`,
+    };
+  }
+  const { body } = await deps.store.get(storageKeys.modelFile(task.name, current.version));
+  const predictor = await Predictor.load(body);
+  let served: Metrics;
+  try {
+    const probabilities = await predictor.predict(validation.map((row) => row.text));
+    served = metricsInLabelSpace(validation, probabilities, predictor.labels, candidate.labels);
+  } finally {
+    await predictor.dispose();
+  }
+  const comparison = {
+    candidate: { macroF1: candidate.metrics.macroF1, accuracy: candidate.metrics.accuracy },
+    current: { version: current.version, macroF1: served.macroF1, accuracy: served.accuracy },
+    rows: validation.length,
+  };
+  if (policy.mode === 'always') {
+    return { promote: true, against: current.version, comparison, reason: "the task's promotion policy is always" };
+  }
+  const drop = served.macroF1 - candidate.metrics.macroF1;
+  if (drop > policy.maxMacroF1Drop) {
+    return {
+      promote: false,
+      against: current.version,
+      comparison,
+      reason: `macro-F1 ${fmt(candidate.metrics.macroF1)} is below ${current.version}'s ${fmt(served.macroF1)} on the same ${validation.length} validation rows`,
+    };
+  }
+  const worse = candidate.labels.flatMap((label) => {
+    const before = served.perClass[label];
+    const after = candidate.metrics.perClass[label];
+    if (!before || !after || before.support === 0) return [];
+    const classDrop = before.f1 - after.f1;
+    return classDrop > policy.maxClassF1Drop ? [`"${label}" F1 ${fmt(before.f1)} -> ${fmt(after.f1)}`] : [];
+  });
+  if (worse.length > 0) {
+    return {
+      promote: false,
+      against: current.version,
+      comparison,
+      reason: `classes would get worse by more than ${fmt(policy.maxClassF1Drop)}: ${worse.join(', ')}`,
+    };
+  }
+  return {
+    promote: true,
+    against: current.version,
+    comparison,
+    reason: `macro-F1 ${fmt(candidate.metrics.macroF1)} vs ${fmt(served.macroF1)} for ${current.version} on the same rows, no class worse by more than ${fmt(policy.maxClassF1Drop)}`,
+  };
+}
+
+const fmt = (x: number) => x.toFixed(3);
+
+/** The served model may know other labels than the candidate: score it in the union of both label sets. */
+function metricsInLabelSpace(rows: Example[], probabilities: Float32Array[], modelLabels: string[], labels: string[]) {
+  const space = [...labels, ...modelLabels.filter((label) => !labels.includes(label))];
+  const column = modelLabels.map((label) => space.indexOf(label));
+  const mapped = probabilities.map((p) => {
+    const out = new Float32Array(space.length);
+    p.forEach((value, i) => {
+      out[column[i] ?? 0] = value;
+    });
+    return out;
+  });
+  return computeMetrics(
+    rows.map((row) => space.indexOf(row.label)),
+    mapped,
+    space,
+  );
+}
+
+async function publish(
+  deps: CoreDeps,
+  job: Job,
+  task: Task,
+  trained: TrainedClassifier,
+  promotion: PromotionDecision,
+  extra: { train: number; validation: number; timingsMs: Record<string, number> },
+): Promise<ModelCard> {
+  const version = job.modelVersion;
+  const already = await findCard(deps, task.name, version);
+  if (already) {
+    if (already.jobId !== job.id) {
+      throw new GraftError('CONFLICT', `Model version ${version} already belongs to job ${already.jobId}.`);
+    }
+    return already; // a retried delivery after the card was written: the version stands as it is
+  }
+  const { onnx } = trained;
+  await deps.store.put(storageKeys.modelFile(task.name, version), onnx, { contentType: 'application/octet-stream' });
+  const card: ModelCard = {
+    task: task.name,
+    version,
+    jobId: job.id,
+    createdAt: nowIso(deps),
+    backbone: { ...(await resolveBackbone(deps, task.backbone)) },
+    strategy: job.strategy ?? task.strategy,
+    labels: trained.labels,
+    datasets: job.datasets,
+    rows: { train: extra.train, validation: extra.validation },
+    metrics: { ...trained.metrics },
+    hyperparameters: { ...trained.hyperparameters },
+    training: { epochs: trained.epochs, temperature: trained.temperature, history: trained.history },
+    parity: trained.parity,
+    promotion,
+    model: { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.byteLength },
+    timingsMs: extra.timingsMs,
+  };
+  try {
+    await writeJson(deps.store, storageKeys.modelCard(task.name, version), card, { ifNoneMatch: '*' });
+  } catch (err) {
+    if (!isCode(err, 'PRECONDITION_FAILED')) throw err;
+    return (await findCard(deps, task.name, version)) ?? card;
+  }
+  return card;
+}
