@@ -54,7 +54,10 @@ const AwsConfigSchema = z.object({
   queueUrl: z.string().url(),
   batchJobQueue: z.string().optional(),
   batchJobDefinition: z.string().optional(),
-  apiKeyHash: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  apiKeyHash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
   maxUploadBytes: Bytes.default(6 * 1024 * 1024),
   modelRefreshSeconds: z.coerce.number().min(0).default(30),
   endpoint: z.string().url().optional(),

@@ -54,22 +54,33 @@ const EmbeddingsSchema = z
   .strict();
 
 const KeyInputSchema = z
-  .object({ name: z.string().trim().min(1).max(100).default('api key'), scopes: z.array(z.enum(SCOPES)).min(1) })
+  .object({
+    name: z.string().trim().min(1).max(100).default('api key'),
+    scopes: z.array(z.enum(SCOPES)).min(1),
+  })
   .strict();
 
 /** Builds the HTTP API from its dependencies; it does not know whether they are local or AWS adapters. */
 export function createApp(deps: AppDeps): Hono<Env> {
-  const { maxUploadBytes = 64 * 1024 * 1024, maxJsonBytes = 1024 * 1024, maxPredictInputs = 256 } = deps.limits ?? {};
+  const {
+    maxUploadBytes = 64 * 1024 * 1024,
+    maxJsonBytes = 1024 * 1024,
+    maxPredictInputs = 256,
+  } = deps.limits ?? {};
   const app = new Hono<Env>();
 
   app.onError((err, c) => {
     const error = fromHttpError(err);
-    if (error.status >= 500) deps.log.error('request failed', { path: c.req.path, code: error.code, err: String(err) });
+    if (error.status >= 500)
+      deps.log.error('request failed', { path: c.req.path, code: error.code, err: String(err) });
     return c.json(error.toJSON(), error.status as 500);
   });
   app.notFound((c) =>
     c.json(
-      new GraftError('NOT_FOUND', `No route ${c.req.method} ${c.req.path}. The API is described at GET /openapi.json.`).toJSON(),
+      new GraftError(
+        'NOT_FOUND',
+        `No route ${c.req.method} ${c.req.path}. The API is described at GET /openapi.json.`,
+      ).toJSON(),
       404,
     ),
   );
@@ -87,8 +98,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
         );
       },
     });
-  const scope = (needed: Scope) =>
-    async (c: { req: { header(name: string): string | undefined }; set(k: 'principal', v: Principal): void }, next: () => Promise<void>) => {
+  const scope =
+    (needed: Scope) =>
+    async (
+      c: { req: { header(name: string): string | undefined }; set(k: 'principal', v: Principal): void },
+      next: () => Promise<void>,
+    ) => {
       const principal = await authenticate(deps, c.req.header('authorization'), deps.auth);
       requireScope(principal, needed);
       c.set('principal', principal);
@@ -108,7 +123,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const { task, created } = await putTask(deps, name, input);
     return c.json(await taskView(deps, task), created ? 201 : 200);
   });
-  app.get('/v1/tasks/:task', predictScope, async (c) => c.json(await taskView(deps, await getTask(deps, taskParam(c)))));
+  app.get('/v1/tasks/:task', predictScope, async (c) =>
+    c.json(await taskView(deps, await getTask(deps, taskParam(c)))),
+  );
 
   // Datasets and jobs
   app.post('/v1/tasks/:task/datasets', admin, limit(maxUploadBytes), async (c) => {
@@ -135,32 +152,46 @@ export function createApp(deps: AppDeps): Hono<Env> {
       throw new GraftError('DATASET_NOT_FOUND', `Task "${task.name}" has no datasets yet: upload one first.`);
     }
     if (missing.length > 0) {
-      throw new GraftError('DATASET_NOT_FOUND', `Unknown dataset(s) ${missing.join(', ')} for task "${task.name}".`, {
-        details: { missing },
-      });
+      throw new GraftError(
+        'DATASET_NOT_FOUND',
+        `Unknown dataset(s) ${missing.join(', ')} for task "${task.name}".`,
+        {
+          details: { missing },
+        },
+      );
     }
     const job = await createJob(deps, task.name, { ...input, datasets });
     return c.json({ id: job.id, status: job.status, modelVersion: job.modelVersion }, 202);
   });
   app.get('/v1/jobs', admin, async (c) => {
     const task = c.req.query('task');
-    const jobs = await listJobs(deps, { task: task === undefined ? undefined : checkName(task, 'task name') });
+    const jobs = await listJobs(deps, {
+      task: task === undefined ? undefined : checkName(task, 'task name'),
+    });
     return c.json({ jobs: jobs.map(jobView) });
   });
   app.get('/v1/jobs/:id', admin, async (c) => c.json(jobView(await getJob(deps, c.req.param('id')))));
-  app.post('/v1/jobs/:id/cancel', admin, async (c) => c.json(jobView(await cancelJob(deps, c.req.param('id')))));
+  app.post('/v1/jobs/:id/cancel', admin, async (c) =>
+    c.json(jobView(await cancelJob(deps, c.req.param('id')))),
+  );
 
   // Prediction and embeddings
   app.post('/v1/tasks/:task/predict', predictScope, limit(maxJsonBytes), async (c) => {
     const task = taskParam(c);
     const { inputs } = await jsonBody(c.req.raw, PredictSchema);
     if (inputs.length > maxPredictInputs) {
-      throw new GraftError('BAD_REQUEST', `inputs holds ${inputs.length} items; send at most ${maxPredictInputs} per request.`);
+      throw new GraftError(
+        'BAD_REQUEST',
+        `inputs holds ${inputs.length} items; send at most ${maxPredictInputs} per request.`,
+      );
     }
     const texts = inputs.map((input, i) => {
       const text = typeof input === 'string' ? input : input.text;
       if (text.length > MAX_TEXT_CHARS) {
-        throw new GraftError('BAD_REQUEST', `inputs[${i}] has ${text.length} characters; at most ${MAX_TEXT_CHARS}.`);
+        throw new GraftError(
+          'BAD_REQUEST',
+          `inputs[${i}] has ${text.length} characters; at most ${MAX_TEXT_CHARS}.`,
+        );
       }
       return text;
     });
@@ -170,7 +201,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const request = await jsonBody(c.req.raw, EmbeddingsSchema);
     const count = typeof request.input === 'string' ? 1 : request.input.length;
     if (count > maxPredictInputs) {
-      throw new GraftError('BAD_REQUEST', `input holds ${count} texts; send at most ${maxPredictInputs} per request.`);
+      throw new GraftError(
+        'BAD_REQUEST',
+        `input holds ${count} texts; send at most ${maxPredictInputs} per request.`,
+      );
     }
     return c.json(await embeddings(deps, request));
   });
@@ -232,7 +266,12 @@ async function taskView(deps: CoreDeps, task: Task) {
   return {
     ...rest,
     currentModel: current
-      ? { version: current.version, promotedAt: current.promotedAt, reason: current.reason, metrics: pickSummary(card?.metrics) }
+      ? {
+          version: current.version,
+          promotedAt: current.promotedAt,
+          reason: current.reason,
+          metrics: pickSummary(card?.metrics),
+        }
       : null,
   };
 }

@@ -2,14 +2,22 @@
 
 const json = (schema: object) => ({ 'application/json': { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const ok = (description: string, schema: object = { type: 'object' }) => ({ description, content: json(schema) });
+const ok = (description: string, schema: object = { type: 'object' }) => ({
+  description,
+  content: json(schema),
+});
 const errors = {
   '400': { $ref: '#/components/responses/Error' },
   '401': { $ref: '#/components/responses/Error' },
   '403': { $ref: '#/components/responses/Error' },
   '404': { $ref: '#/components/responses/Error' },
 };
-const task = { name: 'task', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } };
+const task = {
+  name: 'task',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' },
+};
 const version = { name: 'version', in: 'path', required: true, schema: { type: 'string', example: 'v1' } };
 const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 const keyId = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
@@ -19,11 +27,14 @@ export const openApiDocument = {
   info: {
     title: 'Graft API',
     version: '1.0.0',
-    description: 'Upload labelled data, train a task head on a frozen backbone, serve calibrated predictions.',
+    description:
+      'Upload labelled data, train a task head on a frozen backbone, serve calibrated predictions.',
   },
   security: [{ bearer: [] }],
   components: {
-    securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key with scope admin or predict' } },
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer', description: 'API key with scope admin or predict' },
+    },
     responses: { Error: { description: 'An error with a stable code', content: json(ref('Error')) } },
     schemas: {
       Error: {
@@ -33,7 +44,11 @@ export const openApiDocument = {
           error: {
             type: 'object',
             required: ['code', 'message'],
-            properties: { code: { type: 'string' }, message: { type: 'string' }, details: { type: 'object' } },
+            properties: {
+              code: { type: 'string' },
+              message: { type: 'string' },
+              details: { type: 'object' },
+            },
           },
         },
       },
@@ -61,7 +76,10 @@ export const openApiDocument = {
           id: { type: 'string' },
           task: { type: 'string' },
           status: { type: 'string', enum: ['queued', 'running', 'succeeded', 'failed', 'cancelled'] },
-          stage: { type: 'string', enum: ['validating', 'embedding', 'training', 'evaluating', 'exporting', 'publishing'] },
+          stage: {
+            type: 'string',
+            enum: ['validating', 'embedding', 'training', 'evaluating', 'exporting', 'publishing'],
+          },
           progress: { type: 'number', minimum: 0, maximum: 1 },
           modelVersion: { type: 'string' },
           promoted: { type: 'boolean' },
@@ -76,7 +94,9 @@ export const openApiDocument = {
         properties: {
           inputs: {
             type: 'array',
-            items: { oneOf: [{ type: 'string' }, { type: 'object', properties: { text: { type: 'string' } } }] },
+            items: {
+              oneOf: [{ type: 'string' }, { type: 'object', properties: { text: { type: 'string' } } }],
+            },
           },
         },
       },
@@ -129,11 +149,20 @@ export const openApiDocument = {
         requestBody: {
           required: true,
           content: {
-            'application/x-ndjson': { schema: { type: 'string', description: 'one {"text","label"} object a line' } },
+            'application/x-ndjson': {
+              schema: { type: 'string', description: 'one {"text","label"} object a line' },
+            },
             'text/csv': { schema: { type: 'string', description: 'header row with text,label columns' } },
           },
         },
-        responses: { '201': ok('stored'), '200': ok('already stored'), '413': errors['400'], '415': errors['400'], '422': errors['400'], ...errors },
+        responses: {
+          '201': ok('stored'),
+          '200': ok('already stored'),
+          '413': errors['400'],
+          '415': errors['400'],
+          '422': errors['400'],
+          ...errors,
+        },
       },
       get: { summary: 'List dataset versions', responses: { '200': ok('datasets'), ...errors } },
     },
@@ -155,10 +184,16 @@ export const openApiDocument = {
       },
     },
     '/v1/jobs': { get: { summary: 'Recent jobs (?task=)', responses: { '200': ok('jobs'), ...errors } } },
-    '/v1/jobs/{id}': { parameters: [jobId], get: { summary: 'A job', responses: { '200': ok('job', ref('Job')), ...errors } } },
+    '/v1/jobs/{id}': {
+      parameters: [jobId],
+      get: { summary: 'A job', responses: { '200': ok('job', ref('Job')), ...errors } },
+    },
     '/v1/jobs/{id}/cancel': {
       parameters: [jobId],
-      post: { summary: 'Cancel a job', responses: { '200': ok('job', ref('Job')), '409': errors['400'], ...errors } },
+      post: {
+        summary: 'Cancel a job',
+        responses: { '200': ok('job', ref('Job')), '409': errors['400'], ...errors },
+      },
     },
     '/v1/tasks/{task}/predict': {
       parameters: [task],
@@ -177,7 +212,10 @@ export const openApiDocument = {
     },
     '/v1/tasks/{task}/models': {
       parameters: [task],
-      get: { summary: 'Model versions with status and metrics', responses: { '200': ok('models'), ...errors } },
+      get: {
+        summary: 'Model versions with status and metrics',
+        responses: { '200': ok('models'), ...errors },
+      },
     },
     '/v1/tasks/{task}/models/{version}': {
       parameters: [task, version],
@@ -192,11 +230,17 @@ export const openApiDocument = {
     },
     '/v1/tasks/{task}/models/{version}/promote': {
       parameters: [task, version],
-      post: { summary: 'Serve this version', responses: { '200': ok('current'), '409': errors['400'], ...errors } },
+      post: {
+        summary: 'Serve this version',
+        responses: { '200': ok('current'), '409': errors['400'], ...errors },
+      },
     },
     '/v1/tasks/{task}/rollback': {
       parameters: [task],
-      post: { summary: 'Serve the previous version again', responses: { '200': ok('current'), '409': errors['400'], ...errors } },
+      post: {
+        summary: 'Serve the previous version again',
+        responses: { '200': ok('current'), '409': errors['400'], ...errors },
+      },
     },
     '/v1/keys': {
       post: {
@@ -206,13 +250,19 @@ export const openApiDocument = {
           content: json({
             type: 'object',
             required: ['scopes'],
-            properties: { name: { type: 'string' }, scopes: { type: 'array', items: { enum: ['admin', 'predict'] } } },
+            properties: {
+              name: { type: 'string' },
+              scopes: { type: 'array', items: { enum: ['admin', 'predict'] } },
+            },
           }),
         },
         responses: { '201': ok('key'), ...errors },
       },
       get: { summary: 'List API keys', responses: { '200': ok('keys'), ...errors } },
     },
-    '/v1/keys/{id}': { parameters: [keyId], delete: { summary: 'Revoke an API key', responses: { '200': ok('revoked'), ...errors } } },
+    '/v1/keys/{id}': {
+      parameters: [keyId],
+      delete: { summary: 'Revoke an API key', responses: { '200': ok('revoked'), ...errors } },
+    },
   },
 } as const;

@@ -62,7 +62,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return command || values.help ? 0 : 1;
   }
   const client = new Client(values.url ?? io.config.url, values.key ?? io.config.apiKey, io.config.dataDir);
-  const print = (value: unknown) => io.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+  const print = (value: unknown) =>
+    io.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
   const need = (count: number, usage: string) => {
     if (args.length < count) throw new CliError(`usage: graft ${usage}`);
     return args as [string, ...string[]];
@@ -71,14 +72,22 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   try {
     // `tasks`, `jobs`, `models` and `keys` take a sub-command; the rest are single words.
-    const name = ['tasks', 'jobs', 'models', 'keys'].includes(command) ? `${command} ${args.shift() ?? ''}` : command;
+    const name = ['tasks', 'jobs', 'models', 'keys'].includes(command)
+      ? `${command} ${args.shift() ?? ''}`
+      : command;
     switch (name.trim()) {
       case 'health':
         print(await client.call('GET', '/health'));
         return 0;
       case 'tasks list': {
-        const { tasks } = await client.call<{ tasks: { name: string; currentModel: { version: string } | null }[] }>('GET', '/v1/tasks');
-        print(tasks.length ? tasks.map((t) => `${t.name}\t${t.currentModel?.version ?? '(no model yet)'}`).join('\n') : 'no tasks yet');
+        const { tasks } = await client.call<{
+          tasks: { name: string; currentModel: { version: string } | null }[];
+        }>('GET', '/v1/tasks');
+        print(
+          tasks.length
+            ? tasks.map((t) => `${t.name}\t${t.currentModel?.version ?? '(no model yet)'}`).join('\n')
+            : 'no tasks yet',
+        );
         return 0;
       }
       case 'tasks show':
@@ -98,12 +107,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         const [task, file] = need(2, 'upload TASK FILE [--wait]');
         const type = /\.csv$/i.test(file ?? '') ? 'text/csv' : 'application/x-ndjson';
         const body = await readFile(file ?? '');
-        const result = await client.call<{ datasetId: string; rows: number; jobId?: string; existing: boolean }>(
-          'POST',
-          `/v1/tasks/${task}/datasets`,
-          body,
-          type,
-        );
+        const result = await client.call<{
+          datasetId: string;
+          rows: number;
+          jobId?: string;
+          existing: boolean;
+        }>('POST', `/v1/tasks/${task}/datasets`, body, type);
         print(
           `dataset ${result.datasetId}: ${result.rows} rows${result.existing ? ' (already uploaded)' : ''}${result.jobId ? `, job ${result.jobId} queued` : ''}`,
         );
@@ -118,7 +127,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'jobs list': {
         const query = values.task ? `?task=${encodeURIComponent(values.task)}` : '';
         const { jobs } = await client.call<{ jobs: JobView[] }>('GET', `/v1/jobs${query}`);
-        print(jobs.length ? jobs.map((j) => `${j.id}\t${j.task}\t${j.status}\t${j.modelVersion}`).join('\n') : 'no jobs yet');
+        print(
+          jobs.length
+            ? jobs.map((j) => `${j.id}\t${j.task}\t${j.status}\t${j.modelVersion}`).join('\n')
+            : 'no jobs yet',
+        );
         return 0;
       }
       case 'jobs show':
@@ -131,18 +144,22 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return 0;
       case 'predict': {
         const [task, ...texts] = need(2, 'predict TASK TEXT [TEXT ...]');
-        const result = await client.call<{ model: { version: string }; predictions: { label: string; score: number }[] }>(
-          'POST',
-          `/v1/tasks/${task}/predict`,
-          { inputs: texts },
-        );
+        const result = await client.call<{
+          model: { version: string };
+          predictions: { label: string; score: number }[];
+        }>('POST', `/v1/tasks/${task}/predict`, { inputs: texts });
         if (values.json) print(result);
-        else print(result.predictions.map((p, i) => `${p.label}\t${p.score.toFixed(3)}\t${texts[i]}`).join('\n'));
+        else
+          print(
+            result.predictions.map((p, i) => `${p.label}\t${p.score.toFixed(3)}\t${texts[i]}`).join('\n'),
+          );
         return 0;
       }
       case 'embed': {
         const texts = need(1, 'embed TEXT [TEXT ...]');
-        print(await client.call('POST', '/v1/embeddings', { model: values.model ?? 'hash-ngrams', input: texts }));
+        print(
+          await client.call('POST', '/v1/embeddings', { model: values.model ?? 'hash-ngrams', input: texts }),
+        );
         return 0;
       }
       case 'models list': {
@@ -151,7 +168,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         print(
           models.length
             ? models
-                .map((m) => `${m.version}\t${m.status}\tacc ${pct(m.metrics?.accuracy)}\tmacro-F1 ${pct(m.metrics?.macroF1)}\t${m.promotion.reason}`)
+                .map(
+                  (m) =>
+                    `${m.version}\t${m.status}\tacc ${pct(m.metrics?.accuracy)}\tmacro-F1 ${pct(m.metrics?.macroF1)}\t${m.promotion.reason}`,
+                )
                 .join('\n')
             : 'no model versions yet',
         );
@@ -179,7 +199,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         print(await client.call('POST', `/v1/tasks/${need(1, 'rollback TASK')[0]}/rollback`));
         return 0;
       case 'keys create': {
-        if (!values.scopes) throw new CliError('usage: graft keys create --scopes predict[,admin] [--name NAME]');
+        if (!values.scopes)
+          throw new CliError('usage: graft keys create --scopes predict[,admin] [--name NAME]');
         const scopes = values.scopes.split(',').map((s) => s.trim());
         print(await client.call('POST', '/v1/keys', { scopes, name: values.name ?? 'api key' }));
         return 0;
@@ -265,7 +286,12 @@ class Client {
         );
   }
 
-  async call<T = unknown>(method: string, route: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async call<T = unknown>(
+    method: string,
+    route: string,
+    body?: unknown,
+    contentType = 'application/json',
+  ): Promise<T> {
     const response = await this.send(method, route, body, contentType);
     return (await response.json()) as T;
   }
@@ -278,7 +304,7 @@ class Client {
     const headers: Record<string, string> = {};
     const key = await this.key;
     if (key) headers.authorization = `Bearer ${key}`;
-    let payload: BodyInit | undefined;
+    let payload: string | Uint8Array<ArrayBuffer> | undefined;
     if (body instanceof Uint8Array) payload = body as Uint8Array<ArrayBuffer>;
     else if (body !== undefined) payload = JSON.stringify(body);
     if (payload !== undefined) headers['content-type'] = contentType;
@@ -286,7 +312,9 @@ class Client {
     try {
       response = await fetch(new URL(route, this.url), { method, headers, body: payload });
     } catch (err) {
-      throw new CliError(`cannot reach Graft at ${this.url} (${(err as Error).message}); is \`npm start\` running?`);
+      throw new CliError(
+        `cannot reach Graft at ${this.url} (${(err as Error).message}); is \`npm start\` running?`,
+      );
     }
     if (!response.ok) {
       const text = await response.text();

@@ -41,7 +41,11 @@ export interface AuthOptions {
 }
 
 /** Resolves an `Authorization` header to a principal, or throws UNAUTHORIZED saying what was wrong. */
-export async function authenticate(deps: CoreDeps, header: string | undefined, options: AuthOptions): Promise<Principal> {
+export async function authenticate(
+  deps: CoreDeps,
+  header: string | undefined,
+  options: AuthOptions,
+): Promise<Principal> {
   if (!header) {
     throw new GraftError('UNAUTHORIZED', 'Missing API key: send the header "Authorization: Bearer <key>".');
   }
@@ -55,7 +59,9 @@ export async function authenticate(deps: CoreDeps, header: string | undefined, o
     return { keyId: 'root', scopes: ['admin', 'predict'] };
   }
   const id = KEY_PATTERN.exec(key)?.[1];
-  const record = id ? (await findJson(deps.store, storageKeys.apiKey(id), ApiKeyRecordSchema))?.value : undefined;
+  const record = id
+    ? (await findJson(deps.store, storageKeys.apiKey(id), ApiKeyRecordSchema))?.value
+    : undefined;
   if (!record || !sameHash(digest, record.sha256) || record.revokedAt) {
     throw new GraftError('UNAUTHORIZED', 'Invalid or revoked API key.');
   }
@@ -73,7 +79,11 @@ export function requireScope(principal: Principal, scope: Scope) {
 
 /** Creates a key; the plain key is returned once and only its hash is stored. */
 export async function createApiKey(deps: CoreDeps, { name, scopes }: { name: string; scopes: Scope[] }) {
-  const id = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+  const id = randomBytes(9)
+    .toString('base64url')
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '0')
+    .slice(0, 12);
   const key = `graft_${id}_${randomBytes(32).toString('base64url')}`;
   const record: ApiKeyRecord = { id, name, scopes, sha256: sha256Hex(key), createdAt: nowIso(deps) };
   await writeJson(deps.store, storageKeys.apiKey(id), record, { ifNoneMatch: '*' });

@@ -105,11 +105,19 @@ export interface StoredRow extends DatasetRow {
 }
 
 /** Reads the rows of the given dataset versions, in order. */
-export async function loadDatasetRows(deps: CoreDeps, taskName: string, datasetIds: string[]): Promise<StoredRow[]> {
+export async function loadDatasetRows(
+  deps: CoreDeps,
+  taskName: string,
+  datasetIds: string[],
+): Promise<StoredRow[]> {
   const rows: StoredRow[] = [];
   for (const id of datasetIds) {
     checkName(id, 'dataset id');
-    const manifest = await findJson(deps.store, storageKeys.datasetManifest(taskName, id), DatasetManifestSchema);
+    const manifest = await findJson(
+      deps.store,
+      storageKeys.datasetManifest(taskName, id),
+      DatasetManifestSchema,
+    );
     if (!manifest) {
       throw new GraftError('DATASET_NOT_FOUND', `Dataset "${id}" of task "${taskName}" does not exist.`);
     }

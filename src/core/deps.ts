@@ -1,5 +1,5 @@
-import type { ObjectStore } from '../ports/object-store.js';
 import type { JobQueue } from '../ports/job-queue.js';
+import type { ObjectStore } from '../ports/object-store.js';
 import type { Logger } from './logger.js';
 
 /** What the core needs from its home: the same shape locally and in AWS. */

@@ -1,6 +1,6 @@
 import { embed, tokenCount } from '../engine/index.js';
-import type { CoreDeps } from './deps.js';
 import { resolveBackbone } from './backbones.js';
+import type { CoreDeps } from './deps.js';
 
 export interface EmbeddingsRequest {
   model: string;

@@ -8,7 +8,14 @@ import { storageKeys } from './storage-keys.js';
 import { getTask, reserveModelVersion, STRATEGIES } from './tasks.js';
 
 export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
-export const JOB_STAGES = ['validating', 'embedding', 'training', 'evaluating', 'exporting', 'publishing'] as const;
+export const JOB_STAGES = [
+  'validating',
+  'embedding',
+  'training',
+  'evaluating',
+  'exporting',
+  'publishing',
+] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export type JobStage = (typeof JOB_STAGES)[number];
 
@@ -19,7 +26,11 @@ export const HyperparametersInputSchema = z
     batchSize: z.number().int().min(1).max(65_536),
     maxEpochs: z.number().int().min(1).max(1000),
     patience: z.number().int().min(1).max(1000),
-    seed: z.number().int().min(0).max(2 ** 31),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31),
   })
   .partial()
   .strict();
@@ -95,9 +106,13 @@ export async function createJob(deps: CoreDeps, taskName: string, input: JobInpu
       status: 'failed',
       error: { code: 'QUEUE_UNAVAILABLE', message: `The job could not be queued: ${cause.message}` },
     }));
-    throw new GraftError('QUEUE_UNAVAILABLE', 'The job queue is unavailable; the dataset is stored, retry the job.', {
-      cause,
-    });
+    throw new GraftError(
+      'QUEUE_UNAVAILABLE',
+      'The job queue is unavailable; the dataset is stored, retry the job.',
+      {
+        cause,
+      },
+    );
   }
   return job;
 }
@@ -110,7 +125,10 @@ export async function findJob(deps: CoreDeps, jobId: string) {
 export async function getJob(deps: CoreDeps, jobId: string): Promise<Job> {
   const found = await findJob(deps, jobId);
   if (!found) {
-    throw new GraftError('JOB_NOT_FOUND', `Job "${jobId.slice(0, 80)}" does not exist. List jobs with GET /v1/jobs.`);
+    throw new GraftError(
+      'JOB_NOT_FOUND',
+      `Job "${jobId.slice(0, 80)}" does not exist. List jobs with GET /v1/jobs.`,
+    );
   }
   return found.value;
 }
@@ -147,10 +165,14 @@ export async function cancelJob(deps: CoreDeps, jobId: string): Promise<Job> {
   await getJob(deps, jobId);
   const { value } = await updateJob(deps, jobId, (job) => {
     if (isTerminal(job)) {
-      throw new GraftError('JOB_NOT_CANCELLABLE', `Job ${jobId} has already ${job.status}; there is nothing to cancel.`);
+      throw new GraftError(
+        'JOB_NOT_CANCELLABLE',
+        `Job ${jobId} has already ${job.status}; there is nothing to cancel.`,
+      );
     }
     const at = nowIso(deps);
-    if (job.status === 'queued') return withEvent({ ...job, status: 'cancelled' }, at, 'cancelled before it started');
+    if (job.status === 'queued')
+      return withEvent({ ...job, status: 'cancelled' }, at, 'cancelled before it started');
     return withEvent({ ...job, cancelRequested: true }, at, 'cancel requested');
   });
   return value;

@@ -25,13 +25,19 @@ export async function findJson<S extends z.ZodType>(
   }
   const result = schema.safeParse(parsed);
   if (!result.success) {
-    throw new GraftError('INTERNAL', `Stored object ${key} does not match its schema: ${result.error.message}`);
+    throw new GraftError(
+      'INTERNAL',
+      `Stored object ${key} does not match its schema: ${result.error.message}`,
+    );
   }
   return { value: result.data, etag: object.etag };
 }
 
 export function writeJson(store: ObjectStore, key: string, value: unknown, options: PutOptions = {}) {
-  return store.put(key, `${JSON.stringify(value, null, 2)}\n`, { contentType: 'application/json', ...options });
+  return store.put(key, `${JSON.stringify(value, null, 2)}\n`, {
+    contentType: 'application/json',
+    ...options,
+  });
 }
 
 /**

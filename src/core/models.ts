@@ -46,8 +46,16 @@ export const CurrentSchema = z.object({
 });
 export type Current = z.infer<typeof CurrentSchema>;
 
-export async function findCard(deps: CoreDeps, task: string, version: string): Promise<ModelCard | undefined> {
-  const found = await findJson(deps.store, storageKeys.modelCard(task, checkName(version, 'model version')), ModelCardSchema);
+export async function findCard(
+  deps: CoreDeps,
+  task: string,
+  version: string,
+): Promise<ModelCard | undefined> {
+  const found = await findJson(
+    deps.store,
+    storageKeys.modelCard(task, checkName(version, 'model version')),
+    ModelCardSchema,
+  );
   return found?.value;
 }
 
@@ -106,8 +114,9 @@ export async function setCurrent(
             `The model in service changed to ${current?.version ?? 'none'} while ${version} was being promoted; check GET /v1/tasks/${task} and try again.`,
           );
         }
-        const history =
-          current && current.version !== version ? [current.version, ...current.history] : (current?.history ?? []);
+        // The versions served before, most recent first, each once.
+        const earlier = current ? [current.version, ...current.history] : [];
+        const history = earlier.filter((v, i) => v !== version && earlier.indexOf(v) === i);
         return { version, etag: file.etag, promotedAt: nowIso(deps), reason, history: history.slice(0, 50) };
       },
       { attempts: expected === undefined ? 10 : 1 },
@@ -115,7 +124,10 @@ export async function setCurrent(
     return value;
   } catch (err) {
     if (isCode(err, 'PRECONDITION_FAILED')) {
-      throw new GraftError('CONFLICT', `Another promotion of task "${task}" happened at the same time; try again.`);
+      throw new GraftError(
+        'CONFLICT',
+        `Another promotion of task "${task}" happened at the same time; try again.`,
+      );
     }
     throw err;
   }

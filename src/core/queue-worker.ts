@@ -35,7 +35,11 @@ export async function runQueueWorker(deps: CoreDeps, options: QueueWorkerOptions
 }
 
 /** Runs the job a message names; deletes the message unless the job should be tried again. */
-export async function processMessage(deps: CoreDeps, message: ReceivedMessage, options: Omit<QueueWorkerOptions, 'signal'>) {
+export async function processMessage(
+  deps: CoreDeps,
+  message: ReceivedMessage,
+  options: Omit<QueueWorkerOptions, 'signal'>,
+) {
   const { visibilityTimeoutMs = 30_000, maxReceives = 3 } = options;
   const parsed = JobMessageSchema.safeParse(safeJson(message.body));
   if (!parsed.success) {
@@ -54,8 +58,14 @@ export async function processMessage(deps: CoreDeps, message: ReceivedMessage, o
   } catch (err) {
     if (err instanceof JobBusyError) {
       deps.log.info('job is running elsewhere; leaving the message', { jobId });
-    } else if (err instanceof GraftError && (err.code === 'STORAGE_UNAVAILABLE' || err.code === 'QUEUE_UNAVAILABLE')) {
-      deps.log.warn('job attempt failed; it will be delivered again', { jobId, receiveCount: message.receiveCount });
+    } else if (
+      err instanceof GraftError &&
+      (err.code === 'STORAGE_UNAVAILABLE' || err.code === 'QUEUE_UNAVAILABLE')
+    ) {
+      deps.log.warn('job attempt failed; it will be delivered again', {
+        jobId,
+        receiveCount: message.receiveCount,
+      });
     } else {
       deps.log.error('job message could not be processed; dropping it', { jobId, err: String(err) });
       await deps.queue.delete(message.receiptHandle);

@@ -47,7 +47,11 @@ export const TaskInputSchema = z
 export type TaskInput = z.infer<typeof TaskInputSchema>;
 
 /** Creates the task or updates the given fields of an existing one. */
-export async function putTask(deps: CoreDeps, name: string, input: TaskInput): Promise<{ task: Task; created: boolean }> {
+export async function putTask(
+  deps: CoreDeps,
+  name: string,
+  input: TaskInput,
+): Promise<{ task: Task; created: boolean }> {
   checkName(name, 'task name');
   if (input.labels && new Set(input.labels).size !== input.labels.length) {
     throw new GraftError('INVALID_OPTIONS', 'labels must be distinct: remove the repeated label names.');
@@ -69,7 +73,9 @@ export async function putTask(deps: CoreDeps, name: string, input: TaskInput): P
     return {
       ...base,
       ...input,
-      promotion: input.promotion ? PromotionPolicySchema.parse({ ...base.promotion, ...input.promotion }) : base.promotion,
+      promotion: input.promotion
+        ? PromotionPolicySchema.parse({ ...base.promotion, ...input.promotion })
+        : base.promotion,
       updatedAt: now,
     };
   });

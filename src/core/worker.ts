@@ -16,13 +16,7 @@ import { loadDatasetRows } from './datasets.js';
 import { type CoreDeps, nowIso } from './deps.js';
 import { getJob, isTerminal, type Job, type JobStage, updateJob, withEvent } from './jobs.js';
 import { writeJson } from './json-objects.js';
-import {
-  findCard,
-  findCurrent,
-  type ModelCard,
-  type PromotionDecision,
-  setCurrent,
-} from './models.js';
+import { findCard, findCurrent, type ModelCard, type PromotionDecision, setCurrent } from './models.js';
 import { storageKeys } from './storage-keys.js';
 import { getTask, type PromotionPolicy, type Task } from './tasks.js';
 
@@ -114,7 +108,8 @@ async function claim(deps: CoreDeps, jobId: string, workerId: string, staleAfter
       const age = now.getTime() - Date.parse(job.worker.heartbeatAt);
       if (age < staleAfterMs) throw new JobBusyError(`job ${jobId} is running on ${job.worker.id}`);
     }
-    if (job.cancelRequested) return withEvent({ ...job, status: 'cancelled' }, now.toISOString(), 'cancelled');
+    if (job.cancelRequested)
+      return withEvent({ ...job, status: 'cancelled' }, now.toISOString(), 'cancelled');
     const attempts = job.attempts + 1;
     return withEvent(
       {
@@ -218,7 +213,8 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
   const rows = await loadDatasetRows(deps, task.name, job.datasets);
   // A text labelled again in a later dataset version takes its latest label.
   const latest = new Map<string, string>();
-  for (const row of rows) if (row.text !== undefined && row.label !== undefined) latest.set(row.text, row.label);
+  for (const row of rows)
+    if (row.text !== undefined && row.label !== undefined) latest.set(row.text, row.label);
   const { report } = validateForTraining([...latest].map(([text, label]) => ({ text, label })));
   const examples: Example[] = [...latest].map(([text, label]) => ({ text, label }));
   const labels = task.labels ?? Object.keys(report.labels).sort();
@@ -236,7 +232,8 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
     hyperparameters: job.hyperparameters,
     seed,
     signal: reporter.controller.signal,
-    onProgress: (stage: TrainStage, fraction: number, message?: string) => reporter.progress(stage, fraction, message),
+    onProgress: (stage: TrainStage, fraction: number, message?: string) =>
+      reporter.progress(stage, fraction, message),
   });
   reporter.checkCancelled();
 
@@ -303,7 +300,12 @@ export async function decidePromotion(
     rows: validation.length,
   };
   if (policy.mode === 'always') {
-    return { promote: true, against: current.version, comparison, reason: "the task's promotion policy is always" };
+    return {
+      promote: true,
+      against: current.version,
+      comparison,
+      reason: "the task's promotion policy is always",
+    };
   }
   const drop = served.macroF1 - candidate.metrics.macroF1;
   if (drop > policy.maxMacroF1Drop) {
@@ -340,7 +342,12 @@ export async function decidePromotion(
 const fmt = (x: number) => x.toFixed(3);
 
 /** The served model may know other labels than the candidate: score it in the union of both label sets. */
-function metricsInLabelSpace(rows: Example[], probabilities: Float32Array[], modelLabels: string[], labels: string[]) {
+function metricsInLabelSpace(
+  rows: Example[],
+  probabilities: Float32Array[],
+  modelLabels: string[],
+  labels: string[],
+) {
   const space = [...labels, ...modelLabels.filter((label) => !labels.includes(label))];
   const column = modelLabels.map((label) => space.indexOf(label));
   const mapped = probabilities.map((p) => {
@@ -374,7 +381,9 @@ async function publish(
     return already; // a retried delivery after the card was written: the version stands as it is
   }
   const { onnx } = trained;
-  await deps.store.put(storageKeys.modelFile(task.name, version), onnx, { contentType: 'application/octet-stream' });
+  await deps.store.put(storageKeys.modelFile(task.name, version), onnx, {
+    contentType: 'application/octet-stream',
+  });
   const card: ModelCard = {
     task: task.name,
     version,

@@ -4,12 +4,12 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from '../../api/app.js';
+import type { LocalConfig } from '../../config.js';
 import { sha256Hex } from '../../core/auth.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { ModelCache } from '../../core/predict.js';
 import { runQueueWorker } from '../../core/queue-worker.js';
-import type { LocalConfig } from '../../config.js';
 import { DirObjectStore } from './dir-object-store.js';
 import { LocalJobQueue } from './local-job-queue.js';
 
@@ -34,7 +34,10 @@ export interface LocalPlatform {
 export function createLocalDeps(dataDir: string, log: Logger, visibilityTimeoutMs = 30_000): CoreDeps {
   return {
     store: new DirObjectStore(path.join(dataDir, 'store')),
-    queue: new LocalJobQueue({ dir: path.join(dataDir, 'queue'), defaultVisibilityTimeoutMs: visibilityTimeoutMs }),
+    queue: new LocalJobQueue({
+      dir: path.join(dataDir, 'queue'),
+      defaultVisibilityTimeoutMs: visibilityTimeoutMs,
+    }),
     log,
   };
 }
@@ -43,7 +46,10 @@ export function createLocalDeps(dataDir: string, log: Logger, visibilityTimeoutM
  * Brings the whole platform up on one machine: directory store, durable local queue, in-process worker and the
  * HTTP API, listening on `config.host:config.port`.
  */
-export async function startLocalPlatform(config: LocalConfig, options: LocalPlatformOptions = {}): Promise<LocalPlatform> {
+export async function startLocalPlatform(
+  config: LocalConfig,
+  options: LocalPlatformOptions = {},
+): Promise<LocalPlatform> {
   const { worker = true, visibilityTimeoutMs = 30_000, heartbeatMs = 5_000 } = options;
   const log = options.log ?? createLogger(config.logLevel);
   await mkdir(config.dataDir, { recursive: true });

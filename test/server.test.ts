@@ -1,0 +1,114 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { startLocalPlatform } from '../src/adapters/local/platform.js';
+import { runCli } from '../src/cli/cli.js';
+import { loadLocalConfig } from '../src/config.js';
+import { silentLogger } from '../src/core/logger.js';
+import { makeTextDataset, tempDir, toJsonl } from './support/fixtures.js';
+import { client } from './support/http.js';
+
+const start = (dataDir: string, options: Parameters<typeof startLocalPlatform>[1] = {}) =>
+  startLocalPlatform(loadLocalConfig({ PORT: '0', HOST: '127.0.0.1', GRAFT_DATA_DIR: dataDir }), {
+    log: silentLogger,
+    heartbeatMs: 200,
+    ...options,
+  });
+
+function captureIo(url: string, dataDir: string) {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: {
+      config: { url, apiKey: undefined, dataDir },
+      stdout: { write: (text: string) => out.push(text) },
+      stderr: { write: (text: string) => err.push(text) },
+      pollMs: 50,
+    },
+  };
+}
+
+describe('local platform over a real listening server', () => {
+  it('creates an admin key in the data dir, and the CLI drives upload -> job -> predict -> models', async () => {
+    // given a fresh platform
+    const dataDir = await tempDir();
+    let created: string | undefined;
+    const platform = await start(dataDir, { onAdminKeyCreated: (key) => (created = key) });
+    try {
+      const key = (await readFile(path.join(dataDir, 'admin-key'), 'utf8')).trim();
+      expect(created).toBe(key);
+      expect(platform.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const api = client((p, init) => fetch(`${platform.url}${p}`, init), key);
+      expect((await api.get('/health')).body).toEqual({ status: 'ok' });
+      expect((await client((p, init) => fetch(`${platform.url}${p}`, init)).get('/v1/tasks')).status).toBe(
+        401,
+      );
+
+      // when the CLI creates a task, uploads a CSV and waits for the job
+      const csv = [
+        'text,label',
+        ...makeTextDataset({ perLabel: 10 }).map((r) => `"${r.text}",${r.label}`),
+      ].join('\n');
+      const file = path.join(dataDir, 'topics.csv');
+      await writeFile(file, csv);
+      const cli = captureIo(platform.url, dataDir);
+      expect(await runCli(['tasks', 'create', 'topics'], cli.io)).toBe(0);
+      expect(await runCli(['upload', 'topics', file, '--wait'], cli.io), cli.err.join('')).toBe(0);
+      const output = cli.out.join('');
+      expect(output).toMatch(/dataset ds-[0-9a-f]{16}: 30 rows, job job-[a-z0-9-]+ queued/);
+      expect(output).toMatch(/\[#{30}\] 100% succeeded/);
+      expect(output).toContain('v1: accuracy');
+
+      // then predictions, versions and the model file are there
+      cli.out.length = 0;
+      expect(await runCli(['predict', 'topics', 'goal for the home team', 'rain and wind'], cli.io)).toBe(0);
+      expect(cli.out.join('')).toMatch(/^sports\t[01]\.\d{3}\tgoal for the home team\nweather\t/);
+      cli.out.length = 0;
+      expect(await runCli(['models', 'list', 'topics'], cli.io)).toBe(0);
+      expect(cli.out.join('')).toMatch(/^v1\tserving\tacc \d+\.\d%\tmacro-F1/);
+      const onnx = path.join(dataDir, 'v1.onnx');
+      expect(await runCli(['models', 'download', 'topics', 'v1', '--out', onnx], cli.io)).toBe(0);
+      expect((await readFile(onnx)).byteLength).toBeGreaterThan(1000);
+
+      // and errors come back as a message and exit code 1
+      cli.err.length = 0;
+      expect(await runCli(['predict', 'nope', 'x'], cli.io)).toBe(1);
+      expect(cli.err.join('')).toContain('404 TASK_NOT_FOUND');
+    } finally {
+      await platform.close();
+    }
+  });
+
+  it('runs a job that was queued when the server stopped, after a restart', async () => {
+    // given a job accepted while no worker runs
+    const dataDir = await tempDir();
+    const first = await start(dataDir, { worker: false });
+    const key = (await readFile(path.join(dataDir, 'admin-key'), 'utf8')).trim();
+    const api1 = client((p, init) => fetch(`${first.url}${p}`, init), key);
+    await api1.put('/v1/tasks/restart', {});
+    const uploaded = await api1.post(
+      '/v1/tasks/restart/datasets',
+      toJsonl(makeTextDataset()),
+      'application/x-ndjson',
+    );
+    expect(uploaded.status).toBe(201);
+    await first.close();
+
+    // when the platform starts again on the same data directory
+    const second = await start(dataDir);
+    try {
+      const api2 = client((p, init) => fetch(`${second.url}${p}`, init), key);
+      // then the job runs to completion and the model serves
+      const job = await api2.waitForJob(uploaded.body.jobId);
+      expect(job).toMatchObject({ status: 'succeeded', modelVersion: 'v1' });
+      expect(
+        (await api2.post('/v1/tasks/restart/predict', { inputs: ['stock market'] })).body.predictions[0]
+          .label,
+      ).toBe('finance');
+    } finally {
+      await second.close();
+    }
+  });
+});
