@@ -1,0 +1,60 @@
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+
+export interface AlarmsProps {
+  readonly deadLetterQueue: sqs.IQueue;
+  readonly api: lambda.IFunction;
+  /** Errors (uncaught exceptions, timeouts) of the API function in 5 minutes that raise the alarm. @default 5 */
+  readonly apiErrorThreshold?: number;
+  /** Address that receives the alarms (through an SNS topic). @default - alarms without notification */
+  readonly alarmEmail?: string;
+}
+
+/** What needs a person: a message in the dead-letter queue, and API errors. */
+export class Alarms extends Construct {
+  readonly deadLetters: cloudwatch.Alarm;
+  readonly apiErrors: cloudwatch.Alarm;
+  readonly topic: sns.Topic | undefined;
+
+  constructor(scope: Construct, id: string, props: AlarmsProps) {
+    super(scope, id);
+    this.deadLetters = new cloudwatch.Alarm(this, 'DeadLetters', {
+      alarmDescription:
+        'A queue message failed 3 times and was moved to the dead-letter queue: look at the dispatcher logs, fix, then redrive.',
+      metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(5),
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.apiErrors = new cloudwatch.Alarm(this, 'ApiErrors', {
+      alarmDescription: 'The API function failed (uncaught errors or timeouts): look at its logs.',
+      metric: props.api.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      threshold: props.apiErrorThreshold ?? 5,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    if (props.alarmEmail) {
+      this.topic = new sns.Topic(this, 'Topic', { enforceSSL: true, displayName: 'Graft alarms' });
+      this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+      for (const alarm of [this.deadLetters, this.apiErrors])
+        alarm.addAlarmAction(new actions.SnsAction(this.topic));
+      Validations.of(this.topic).acknowledge({
+        id: 'AwsSolutions-SNS2',
+        reason:
+          'CloudWatch alarms cannot publish to a topic encrypted with the AWS managed SNS key, and alarm ' +
+          'notifications carry no data beyond the alarm state.',
+      });
+    }
+  }
+}

@@ -1,0 +1,24 @@
+import { handle } from 'hono/aws-lambda';
+import { createApp } from '../../api/app.js';
+import type { AwsConfig } from '../../config.js';
+import { ModelCache } from '../../core/predict.js';
+import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+
+/**
+ * The API Lambda's handler: the Hono app over the S3 store and SQS queue, for Function URL, API Gateway (v1 and
+ * v2) and ALB events. Models stay loaded across warm invocations; `current.json` is re-read at most every
+ * `modelRefreshSeconds`, which bounds how long a newly promoted version takes to be served.
+ */
+export function createApiHandler(
+  config: AwsConfig,
+  { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
+) {
+  const deps = createAwsDeps(config, { clients });
+  const app = createApp({
+    ...deps,
+    auth: { adminKeySha256: config.apiKeyHash },
+    models: new ModelCache(deps, { refreshMs: config.modelRefreshSeconds * 1000 }),
+    limits: { maxUploadBytes: config.maxUploadBytes },
+  });
+  return handle(app);
+}

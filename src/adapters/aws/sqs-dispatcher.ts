@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { ingestIncoming } from '../../core/datasets.js';
+import type { CoreDeps } from '../../core/deps.js';
+import { findJob, isTerminal } from '../../core/jobs.js';
+import { GraftError, toGraftError } from '../../errors.js';
+import type { JobLauncher } from '../../ports/job-launcher.js';
+import { JobMessageSchema } from '../../ports/job-queue.js';
+
+/** The parts of Lambda's SQS event the dispatcher reads (aws-lambda's `SQSEvent`, without the dependency). */
+export interface SqsEvent {
+  Records: SqsRecord[];
+}
+export interface SqsRecord {
+  messageId: string;
+  body: string;
+  attributes?: { ApproximateReceiveCount?: string; [name: string]: string | undefined };
+}
+/** Lambda's partial batch response: the listed messages return to the queue, the others are deleted. */
+export interface SqsBatchResponse {
+  batchItemFailures: { itemIdentifier: string }[];
+}
+
+/**
+ * The queue carries two kinds of body: a `JobMessage` from the API, and the EventBridge "Object Created" event
+ * that S3 emits when a file lands under `tasks/{task}/incoming/` (the stack routes only those keys here).
+ */
+export type QueueAction =
+  | { kind: 'launch'; jobId: string }
+  | { kind: 'ingest'; bucket: string; key: string }
+  | { kind: 'ignore'; reason: string };
+
+const ObjectCreatedEventSchema = z.object({
+  source: z.literal('aws.s3'),
+  'detail-type': z.literal('Object Created'),
+  detail: z.object({
+    bucket: z.object({ name: z.string() }),
+    object: z.object({ key: z.string() }),
+  }),
+});
+
+const INCOMING_KEY = /^tasks\/[a-z0-9][a-z0-9-]{0,62}\/incoming\/[^/]+$/;
+
+/** Decides what one queue body asks for. Bodies that are neither kind are ignored (and logged by the caller). */
+export function classifyQueueBody(body: string, { prefix = '' }: { prefix?: string } = {}): QueueAction {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return { kind: 'ignore', reason: 'the body is not JSON' };
+  }
+  const job = JobMessageSchema.safeParse(json);
+  if (job.success) return { kind: 'launch', jobId: job.data.jobId };
+  const event = ObjectCreatedEventSchema.safeParse(json);
+  if (event.success) {
+    // EventBridge gives the key as stored (S3 notifications would URL-encode it).
+    const fullKey = event.data.detail.object.key;
+    if (!fullKey.startsWith(prefix)) return { kind: 'ignore', reason: `key ${fullKey} is outside ${prefix}` };
+    const key = fullKey.slice(prefix.length);
+    if (!INCOMING_KEY.test(key)) {
+      return { kind: 'ignore', reason: `key ${key} is not of the form tasks/{task}/incoming/{file}` };
+    }
+    return { kind: 'ingest', bucket: event.data.detail.bucket.name, key };
+  }
+  return { kind: 'ignore', reason: 'the body is neither a job message nor an S3 Object Created event' };
+}
+
+// Failures worth another delivery: the next one may find S3, SQS or Batch answering again.
+const RETRYABLE = new Set(['STORAGE_UNAVAILABLE', 'QUEUE_UNAVAILABLE', 'INTERNAL']);
+
+export interface DispatcherDeps extends CoreDeps {
+  launcher: JobLauncher;
+}
+
+/**
+ * Handles one SQS batch for the dispatcher Lambda: launches training for job messages, ingests files dropped
+ * under `incoming/` (which queues their job), and reports only the records worth retrying as batch item
+ * failures. A record that can never succeed (a malformed file, an unknown task) is logged and dropped rather
+ * than sent three times to the dead-letter queue.
+ */
+export async function dispatchSqsBatch(deps: DispatcherDeps, event: SqsEvent): Promise<SqsBatchResponse> {
+  const results = await Promise.all(
+    event.Records.map(async (record) => {
+      try {
+        await dispatchRecord(deps, record);
+        return undefined;
+      } catch (err) {
+        const error = toGraftError(err);
+        const retry = RETRYABLE.has(error.code);
+        deps.log[retry ? 'warn' : 'error'](retry ? 'record failed; it will be retried' : 'record dropped', {
+          messageId: record.messageId,
+          receiveCount: record.attributes?.ApproximateReceiveCount,
+          code: error.code,
+          message: error.message,
+        });
+        return retry ? { itemIdentifier: record.messageId } : undefined;
+      }
+    }),
+  );
+  return { batchItemFailures: results.filter((failure) => failure !== undefined) };
+}
+
+async function dispatchRecord(deps: DispatcherDeps, record: SqsRecord): Promise<void> {
+  const action = classifyQueueBody(record.body);
+  switch (action.kind) {
+    case 'ignore':
+      deps.log.warn('ignoring a queue message', { messageId: record.messageId, reason: action.reason });
+      return;
+    case 'launch': {
+      const found = await findJob(deps, action.jobId);
+      if (!found)
+        throw new GraftError('JOB_NOT_FOUND', `Job ${action.jobId} does not exist; nothing to launch.`);
+      if (isTerminal(found.value)) {
+        deps.log.info('job already finished; not launching it again', {
+          jobId: action.jobId,
+          status: found.value.status,
+        });
+        return;
+      }
+      await deps.launcher.launch(action.jobId);
+      deps.log.info('training launched', { jobId: action.jobId });
+      return;
+    }
+    case 'ingest':
+      try {
+        const result = await ingestIncoming(deps, action.key);
+        deps.log.info('incoming file ingested', {
+          key: action.key,
+          dataset: result.dataset.id,
+          existing: result.existing,
+          jobId: result.job?.id,
+        });
+      } catch (err) {
+        // Ingesting deletes the file: a redelivery after success finds nothing, which is success.
+        if (err instanceof GraftError && err.code === 'OBJECT_NOT_FOUND') {
+          deps.log.info('incoming file already ingested', { key: action.key });
+          return;
+        }
+        throw err;
+      }
+      return;
+  }
+}
