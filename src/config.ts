@@ -19,6 +19,9 @@ export const ENV = {
   modelRefreshSeconds: 'GRAFT_MODEL_REFRESH_SECONDS',
   awsEndpoint: 'GRAFT_AWS_ENDPOINT',
   url: 'GRAFT_URL',
+  /** Set by AWS Batch: 1 on a job's first attempt. */
+  batchJobAttempt: 'AWS_BATCH_JOB_ATTEMPT',
+  trainerMaxAttempts: 'GRAFT_TRAINER_MAX_ATTEMPTS',
 } as const;
 
 type Env = Record<string, string | undefined>;

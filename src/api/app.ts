@@ -14,7 +14,7 @@ import {
   type Scope,
 } from '../core/auth.js';
 import { formatFromContentType } from '../core/dataset-parse.js';
-import { ingestDataset, listDatasets } from '../core/datasets.js';
+import { ingestDataset, listDatasets, listRejectedUploads } from '../core/datasets.js';
 import type { CoreDeps } from '../core/deps.js';
 import { embeddings } from '../core/embeddings.js';
 import { cancelJob, createJob, getJob, JobInputSchema, jobView, listJobs } from '../core/jobs.js';
@@ -140,7 +140,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
   app.get('/v1/tasks/:task/datasets', admin, async (c) => {
     const task = await getTask(deps, taskParam(c));
-    return c.json({ datasets: await listDatasets(deps, task.name) });
+    const [datasets, rejected] = await Promise.all([
+      listDatasets(deps, task.name),
+      listRejectedUploads(deps, task.name),
+    ]);
+    return c.json({ datasets, rejected });
   });
   app.post('/v1/tasks/:task/jobs', admin, limit(maxJsonBytes), async (c) => {
     const task = await getTask(deps, taskParam(c));

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { GraftError } from '../errors.js';
+import { GraftError, STATUS_BY_CODE } from '../errors.js';
 import { checkName } from '../names.js';
 import { type DatasetFormat, type DatasetRow, parseDataset, validateForTraining } from './dataset-parse.js';
 import { type CoreDeps, nowIso } from './deps.js';
@@ -129,21 +129,60 @@ export async function loadDatasetRows(
 
 const INCOMING_KEY = /^tasks\/([a-z0-9][a-z0-9-]{0,62})\/incoming\/([^/]+)$/;
 
+/** `{task, file}` of a key in a task's drop zone (`tasks/{task}/incoming/{file}`), or undefined. */
+export function parseIncomingKey(key: string): { task: string; file: string } | undefined {
+  const match = INCOMING_KEY.exec(key);
+  return match?.[1] && match[2] ? { task: match[1], file: match[2] } : undefined;
+}
+
+export const RejectedUploadSchema = z.object({
+  file: z.string(),
+  at: z.string(),
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+export type RejectedUpload = z.infer<typeof RejectedUploadSchema>;
+
 /**
  * Ingests a file dropped under `tasks/{task}/incoming/` (the S3 upload trigger), then removes it. The format
- * comes from the file name: `.jsonl`/`.ndjson` or `.csv`.
+ * comes from the file name: `.jsonl`/`.ndjson` or `.csv`. A file that cannot become a dataset is moved to
+ * `tasks/{task}/rejected/` beside a record of why, which `GET /v1/tasks/{task}/datasets` shows.
  */
 export async function ingestIncoming(deps: CoreDeps, key: string): Promise<IngestResult> {
-  const match = INCOMING_KEY.exec(key);
-  if (!match?.[1] || !match[2]) {
+  const parsed = parseIncomingKey(key);
+  if (!parsed) {
     throw new GraftError('BAD_REQUEST', `Key "${key}" is not of the form tasks/{task}/incoming/{file}.`);
   }
-  const [, task, file] = match;
-  const format = formatFromFileName(file);
+  const { task, file } = parsed;
   const { body } = await deps.store.get(key);
-  const result = await ingestDataset(deps, task, body, format, { source: `incoming/${file}` });
+  let result: IngestResult;
+  try {
+    result = await ingestDataset(deps, task, body, formatFromFileName(file), { source: `incoming/${file}` });
+  } catch (err) {
+    if (!(err instanceof GraftError) || STATUS_BY_CODE[err.code] >= 500) throw err;
+    const rejected: RejectedUpload = {
+      file,
+      at: nowIso(deps),
+      error: { code: err.code, message: err.message },
+    };
+    await deps.store.put(storageKeys.rejectedFile(task, file), body);
+    await writeJson(deps.store, storageKeys.rejectedRecord(task, file), rejected);
+    await deps.store.delete(key);
+    deps.log.warn('incoming file rejected', { key, code: err.code, message: err.message });
+    throw err;
+  }
   await deps.store.delete(key);
   return result;
+}
+
+/** Files dropped into the task's incoming/ that could not become datasets, with the reason. */
+export async function listRejectedUploads(deps: CoreDeps, taskName: string): Promise<RejectedUpload[]> {
+  const keys = await deps.store.list(storageKeys.rejectedPrefix(taskName));
+  const records = await Promise.all(
+    keys
+      .filter((key) => key.endsWith('.error.json'))
+      .map((key) => findJson(deps.store, key, RejectedUploadSchema)),
+  );
+  return records.flatMap((found) => (found ? [found.value] : []));
 }
 
 function formatFromFileName(file: string): DatasetFormat {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ingestIncoming } from '../../core/datasets.js';
+import { ingestIncoming, parseIncomingKey } from '../../core/datasets.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { findJob, isTerminal } from '../../core/jobs.js';
 import { GraftError, toGraftError } from '../../errors.js';
@@ -38,8 +38,6 @@ const ObjectCreatedEventSchema = z.object({
   }),
 });
 
-const INCOMING_KEY = /^tasks\/[a-z0-9][a-z0-9-]{0,62}\/incoming\/[^/]+$/;
-
 /** Decides what one queue body asks for. Bodies that are neither kind are ignored (and logged by the caller). */
 export function classifyQueueBody(body: string, { prefix = '' }: { prefix?: string } = {}): QueueAction {
   let json: unknown;
@@ -56,7 +54,7 @@ export function classifyQueueBody(body: string, { prefix = '' }: { prefix?: stri
     const fullKey = event.data.detail.object.key;
     if (!fullKey.startsWith(prefix)) return { kind: 'ignore', reason: `key ${fullKey} is outside ${prefix}` };
     const key = fullKey.slice(prefix.length);
-    if (!INCOMING_KEY.test(key)) {
+    if (!parseIncomingKey(key)) {
       return { kind: 'ignore', reason: `key ${key} is not of the form tasks/{task}/incoming/{file}` };
     }
     return { kind: 'ingest', bucket: event.data.detail.bucket.name, key };

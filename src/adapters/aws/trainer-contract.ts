@@ -9,8 +9,8 @@ import { ENV } from '../../config.js';
  */
 export const TRAINER_ENV = {
   jobId: ENV.jobId,
-  attempt: 'AWS_BATCH_JOB_ATTEMPT',
-  maxAttempts: 'GRAFT_TRAINER_MAX_ATTEMPTS',
+  attempt: ENV.batchJobAttempt,
+  maxAttempts: ENV.trainerMaxAttempts,
 } as const;
 
 /** Exit codes the job definition's retry strategy keys on. */
