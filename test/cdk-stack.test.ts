@@ -271,7 +271,7 @@ describe('training pipeline', () => {
     expect(JSON.stringify(submit?.Resource)).toContain('TrainingTrainerJobDefinition');
     expect(patternsFor(statements, 's3:DeleteObject')).toEqual([KEY_PATTERNS.incoming]);
     expect(patternsFor(statements, 's3:PutObject')).toEqual(
-      [KEY_PATTERNS.datasets, KEY_PATTERNS.jobs, KEY_PATTERNS.taskRecords].sort(),
+      [KEY_PATTERNS.datasets, KEY_PATTERNS.jobs, KEY_PATTERNS.rejected, KEY_PATTERNS.taskRecords].sort(),
     );
   });
 

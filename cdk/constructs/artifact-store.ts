@@ -14,6 +14,7 @@ export const KEY_PATTERNS = {
   currentPointers: storageKeys.current('*'),
   datasets: `${storageKeys.datasetsPrefix('*')}*`,
   incoming: `${storageKeys.incomingPrefix('*')}*`,
+  rejected: `${storageKeys.rejectedPrefix('*')}*`,
   models: `${storageKeys.modelsPrefix('*')}*`,
   jobs: `${storageKeys.jobsPrefix()}*`,
   apiKeys: `${storageKeys.apiKeysPrefix()}*`,
@@ -105,8 +106,9 @@ export class ArtifactStore extends Construct {
   }
 
   /**
-   * The prediction API: reads tasks, models, jobs, backbones and API keys; writes task records, model pointers
-   * (promote/rollback), dataset versions, presigned uploads to `incoming/`, job records and API keys.
+   * The prediction API: reads tasks, models, jobs, backbones and API keys (and signs model downloads with that
+   * read access); writes task records, model pointers (promote/rollback), dataset versions, presigned uploads to
+   * `incoming/`, job records and API keys.
    */
   grantServing(grantee: iam.IGrantable): void {
     this.#grant(grantee, {
@@ -124,12 +126,13 @@ export class ArtifactStore extends Construct {
 
   /**
    * The dispatcher: reads an incoming file and the task, stores the dataset version, takes a model version
-   * number (task record), records the job, and deletes the ingested file.
+   * number (task record), records the job, and deletes the ingested file; a file that cannot become a dataset
+   * is moved to `rejected/` beside the reason.
    */
   grantIngest(grantee: iam.IGrantable): void {
     this.#grant(grantee, {
       read: [KEY_PATTERNS.tasks, KEY_PATTERNS.jobs],
-      write: [KEY_PATTERNS.taskRecords, KEY_PATTERNS.datasets, KEY_PATTERNS.jobs],
+      write: [KEY_PATTERNS.taskRecords, KEY_PATTERNS.datasets, KEY_PATTERNS.rejected, KEY_PATTERNS.jobs],
       delete: [KEY_PATTERNS.incoming],
     });
   }

@@ -39,7 +39,12 @@ export function createAwsClients(
   const s3 = { ...common, forcePathStyle: config.endpoint !== undefined };
   return {
     s3: new S3Client(s3),
-    s3Presign: new S3Client({ ...s3, requestChecksumCalculation: 'WHEN_REQUIRED' }),
+    // Only signs: no checksum parameters in the URLs (a GET would otherwise carry x-amz-checksum-mode).
+    s3Presign: new S3Client({
+      ...s3,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
     sqs: new SQSClient(common),
     batch: new BatchClient(common),
   };
@@ -62,6 +67,7 @@ export function createAwsDeps(
     store: new S3ObjectStore(clients.s3, config.bucket, { presignClient: clients.s3Presign }),
     queue: new SqsJobQueue(clients.sqs, config.queueUrl),
     log,
+    hub: { ...config.hub, cacheDir: config.hub?.cacheDir ?? '/tmp/graft-hub' },
   };
 }
 

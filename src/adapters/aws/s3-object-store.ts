@@ -184,12 +184,7 @@ export class S3ObjectStore implements ObjectStore {
     expiresInSeconds: number,
     { contentType }: { contentType?: string } = {},
   ): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: string }> {
-    if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 604_800) {
-      throw new GraftError(
-        'INVALID_OPTIONS',
-        `expiresInSeconds is ${expiresInSeconds}; use a whole number of seconds from 1 to 604800 (7 days).`,
-      );
-    }
+    checkExpiry(expiresInSeconds);
     const command = new PutObjectCommand({
       Bucket: this.bucket,
       Key: this.#key(key),
@@ -202,6 +197,27 @@ export class S3ObjectStore implements ObjectStore {
       headers: contentType ? { 'content-type': contentType } : {},
       expiresAt: new Date(Date.now() + expiresInSeconds * 1000).toISOString(),
     };
+  }
+
+  /**
+   * A URL that lets a client without AWS credentials GET the object at `key` (model files larger than a Lambda
+   * response can carry). With `fileName`, S3 answers with `Content-Disposition: attachment; filename=...`.
+   */
+  async presignDownload(
+    key: string,
+    expiresInSeconds: number,
+    { fileName }: { fileName?: string } = {},
+  ): Promise<{ url: string; method: 'GET'; expiresAt: string }> {
+    checkExpiry(expiresInSeconds);
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: this.#key(key),
+      ResponseContentDisposition: fileName
+        ? `attachment; filename="${fileName.replace(/["\\]/g, '_')}"`
+        : undefined,
+    });
+    const url = await getSignedUrl(this.#presignClient, command, { expiresIn: expiresInSeconds });
+    return { url, method: 'GET', expiresAt: new Date(Date.now() + expiresInSeconds * 1000).toISOString() };
   }
 
   async #putOnce(key: string, body: Uint8Array, options: PutOptions): Promise<{ etag: string }> {
@@ -352,6 +368,16 @@ export class S3ObjectStore implements ObjectStore {
       'INTERNAL',
       `S3 refused to ${action} ${where} (${failure.name}: ${failure.message}); check the bucket name and the role's permissions.`,
       { cause: err, details: { key } },
+    );
+  }
+}
+
+// SigV4 presigned URLs live at most 7 days (and no longer than the credentials that signed them).
+function checkExpiry(expiresInSeconds: number): void {
+  if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > 604_800) {
+    throw new GraftError(
+      'INVALID_OPTIONS',
+      `expiresInSeconds is ${expiresInSeconds}; use a whole number of seconds from 1 to 604800 (7 days).`,
     );
   }
 }
