@@ -21,19 +21,22 @@ function randomHead(dims: number, classes: number, seed: number): SoftmaxHead {
 }
 
 describe('exportHeadToOnnx', () => {
-  // A 2 x 3 head worked by hand: W = [[1, 2, 3], [-1, 0.5, 0]], b = [0.1, -0.2, 0.3], T = 2
-  const head = new SoftmaxHead(2, 3, Float32Array.of(1, 2, 3, -1, 0.5, 0), Float32Array.of(0.1, -0.2, 0.3));
+  // A 16 x 3 head worked by hand: W = [[1, 2, 3], [-1, 0.5, 0], 0...], b = [0.1, -0.2, 0.3], T = 2
+  const weights = new Float32Array(16 * 3);
+  weights.set([1, 2, 3, -1, 0.5, 0]);
+  const head = new SoftmaxHead(16, 3, weights, Float32Array.of(0.1, -0.2, 0.3));
   const backbone: BackboneConfig = { ...HASH_NGRAMS, dims: 16 };
   const bytes = exportHeadToOnnx({ head, temperature: 2, labels: ['x', 'y', 'z'], backbone });
 
   it('computes softmax((x W + b) / T) in ONNX Runtime as by hand', async () => {
-    // given x = [[1, 0], [0.5, 2], [0, 0]]
+    // given x = [[1, 0, 0...], [0.5, 2, 0...], [0...]]
     const session = await OnnxSession.create(bytes);
     try {
       // when
-      const out = await session.run({
-        features: { type: 'float32', data: Float32Array.of(1, 0, 0.5, 2, 0, 0), dims: [3, 2] },
-      });
+      const x = new Float32Array(3 * 16);
+      x.set([1, 0], 0);
+      x.set([0.5, 2], 16);
+      const out = await session.run({ features: { type: 'float32', data: x, dims: [3, 16] } });
       // then: logits row 0 = [1.1, 1.8, 3.3]; row 1 = 0.5 [1, 2, 3] + 2 [-1, 0.5, 0] + b = [-1.4, 1.8, 1.8];
       // row 2 = b
       const logits = [
@@ -66,7 +69,7 @@ describe('exportHeadToOnnx', () => {
     expect(model.producerName).toBe('graft');
     expect(Number(model.opsetImport[0]?.version)).toBe(17);
     const props = Object.fromEntries(model.metadataProps.map((p) => [p.key, p.value]));
-    expect(props['graft.format']).toBe('1');
+    expect(props['graft.format']).toBe('2');
     expect(JSON.parse(props['graft.labels'] as string)).toEqual(['x', 'y', 'z']);
     expect(JSON.parse(props['graft.backbone'] as string)).toEqual(backbone);
     expect(model.graph?.input?.map((i) => i.name)).toEqual(['features']);
@@ -74,7 +77,12 @@ describe('exportHeadToOnnx', () => {
   });
 
   it('refuses, in readModelMetadata, a model whose input is not the backbone dims wide', () => {
-    expect(() => readModelMetadata(bytes)).toThrowError(/\[N, 16\]/);
+    expect(readModelMetadata(bytes).backbone).toEqual(backbone);
+    const model = onnx.ModelProto.decode(bytes);
+    const dim = model.graph?.input?.[0]?.type?.tensorType?.shape?.dim?.[1];
+    if (dim) dim.dimValue = 2;
+    const narrow = onnx.ModelProto.encode(model).finish();
+    expect(() => readModelMetadata(narrow)).toThrowError(/must be \[N, 16\].*it is \[N, 2\]/);
   });
 
   it('refuses, in readModelMetadata, an ONNX model that Graft did not export', () => {
@@ -206,14 +214,14 @@ describe('runtime memoize', () => {
   });
 
   it('refuses to run a disposed session', async () => {
-    const head = new SoftmaxHead(2, 2);
+    const head = new SoftmaxHead(16, 2);
     const session = await OnnxSession.create(
-      exportHeadToOnnx({ head, temperature: 1, labels: ['a', 'b'], backbone: HASH_NGRAMS }),
+      exportHeadToOnnx({ head, temperature: 1, labels: ['a', 'b'], backbone: { ...HASH_NGRAMS, dims: 16 } }),
     );
     await session.dispose();
     await session.dispose();
     await expect(
-      session.run({ features: { type: 'float32', data: new Float32Array(2), dims: [1, 2] } }),
+      session.run({ features: { type: 'float32', data: new Float32Array(16), dims: [1, 16] } }),
     ).rejects.toThrow(/dispose/);
   });
 });

@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import jpeg from 'jpeg-js';
-import onnxProto from 'onnx-proto';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,20 +17,10 @@ import {
   resizeBilinear,
 } from '../src/engine/backbones/image.js';
 import { loadFashionMnist } from '../src/engine/fashion-mnist.js';
-import {
-  float32Tensor,
-  getGraph,
-  loadModel,
-  readFloat32,
-  saveModel,
-  shuffleWeights,
-  valueInfo,
-} from '../src/engine/onnx-graph.js';
-import { createRng } from '../src/engine/rng.js';
+import { getGraph, loadModel, readFloat32, shuffleWeights } from '../src/engine/onnx-graph.js';
 import { GraftError } from '../src/errors.js';
 import { OnnxSession } from '../src/runtime/onnx.js';
-
-const { onnx } = onnxProto;
+import { tinyCnn } from './support/tiny-cnn.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const shared = path.resolve(repoRoot, '../shared');
@@ -242,27 +231,6 @@ describe('prepare: channels, resizing, normalisation', () => {
     expect(error.message).toContain('sha256:');
   });
 });
-
-// A tiny seeded CNN: img [1, 3, 4, 4] -> Conv 1x1 (2 filters) -> Relu -> Flatten = `flat` [1, 32] -> MatMul -> out.
-function tinyCnn(seed: number): { bytes: Uint8Array; conv: Float32Array } {
-  const rng = createRng(seed);
-  const conv = Float32Array.from({ length: 6 }, () => rng.next() * 2 - 1);
-  const fc = Float32Array.from({ length: 32 * 3 }, () => rng.next() * 2 - 1);
-  const graph: onnxProto.onnx.IGraphProto = {
-    name: 'tiny',
-    input: [valueInfo('img', [1, 3, 4, 4])],
-    output: [valueInfo('out', [1, 3])],
-    initializer: [float32Tensor('conv.w', [2, 3, 1, 1], conv), float32Tensor('fc.w', [32, 3], fc)],
-    node: [
-      { opType: 'Conv', input: ['img', 'conv.w'], output: ['maps'] },
-      { opType: 'Relu', input: ['maps'], output: ['relu'] },
-      { opType: 'Flatten', input: ['relu'], output: ['flat'] },
-      { opType: 'MatMul', input: ['flat', 'fc.w'], output: ['out'] },
-    ],
-  };
-  const model = onnx.ModelProto.create({ irVersion: 7, opsetImport: [{ domain: '', version: 13 }], graph });
-  return { bytes: saveModel(model), conv };
-}
 
 const rgbSpec: ImageInputSpec = {
   name: 'img',

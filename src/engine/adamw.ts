@@ -107,3 +107,66 @@ export class SparseAdamW {
     }
   }
 }
+
+/**
+ * AdamW for a dense parameter block (PyTorch's order, as `SparseAdamW` when every row has a gradient): decoupled
+ * weight decay on the weights, none on the biases, then the bias-corrected Adam step.
+ */
+export class DenseAdamW {
+  readonly weights: Float32Array;
+  readonly bias: Float32Array;
+  learningRate: number;
+  readonly weightDecay: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  step = 0;
+  readonly #m: Float32Array;
+  readonly #v: Float32Array;
+  readonly #mBias: Float64Array;
+  readonly #vBias: Float64Array;
+
+  constructor(weights: Float32Array, bias: Float32Array, options: AdamWOptions) {
+    const { learningRate, weightDecay, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8 } = options;
+    this.weights = weights;
+    this.bias = bias;
+    this.learningRate = learningRate;
+    this.weightDecay = weightDecay;
+    this.beta1 = beta1;
+    this.beta2 = beta2;
+    this.epsilon = epsilon;
+    this.#m = new Float32Array(weights.length);
+    this.#v = new Float32Array(weights.length);
+    this.#mBias = new Float64Array(bias.length);
+    this.#vBias = new Float64Array(bias.length);
+  }
+
+  /** One update from the gradients of a batch (same layouts as `weights` and `bias`). */
+  update(gradWeights: ArrayLike<number>, gradBias: ArrayLike<number>): void {
+    const t = ++this.step;
+    const { learningRate: lr, beta1, beta2, epsilon } = this;
+    const decay = 1 - lr * this.weightDecay;
+    const stepSize = lr / (1 - beta1 ** t);
+    const vCorrection = 1 / (1 - beta2 ** t);
+    const W = this.weights;
+    const m = this.#m;
+    const v = this.#v;
+    for (let i = 0; i < W.length; i++) {
+      const g = gradWeights[i] as number;
+      const mi = beta1 * (m[i] as number) + (1 - beta1) * g;
+      const vi = beta2 * (v[i] as number) + (1 - beta2) * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      W[i] = (W[i] as number) * decay - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
+    }
+    const b = this.bias;
+    for (let c = 0; c < b.length; c++) {
+      const g = gradBias[c] as number;
+      const mi = beta1 * (this.#mBias[c] as number) + (1 - beta1) * g;
+      const vi = beta2 * (this.#vBias[c] as number) + (1 - beta2) * g * g;
+      this.#mBias[c] = mi;
+      this.#vBias[c] = vi;
+      b[c] = (b[c] as number) - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import { GraftError } from '../errors.js';
-import { type HashNgramsConfig, isPowerOfTwo, parseBackbone } from './backbone.js';
+import { type HashNgramsConfig, isPowerOfTwo, parseHashNgramsConfig } from './backbone.js';
 import { murmur3String } from './murmur3.js';
 
 /**
@@ -50,7 +50,7 @@ export class HashNgramsFeaturizer {
   readonly #charCounts = new Map<number, number>();
 
   constructor(config: HashNgramsConfig) {
-    this.config = parseBackbone(config);
+    this.config = parseHashNgramsConfig(config);
     this.#accumulator = new Float64Array(this.config.dims);
     this.#touched = new Int32Array(this.config.dims);
     this.#seen = new Uint8Array(this.config.dims);

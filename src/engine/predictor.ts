@@ -1,79 +1,98 @@
 import { GraftError } from '../errors.js';
-import { type ExecutionProvider, OnnxSession } from '../runtime/onnx.js';
+import { type ExecutionProvider, type InputTensor, OnnxSession } from '../runtime/onnx.js';
 import type { BackboneConfig } from './backbone.js';
+import { createImagePreparer, type ImageInput } from './backbones/image.js';
+import { createTextTokenizer } from './backbones/text.js';
 import { FEATURES_INPUT, PROBABILITIES_OUTPUT, readModelMetadata } from './export-onnx.js';
 import { HashNgramsFeaturizer, scatterInto } from './hash-ngrams.js';
+import type { RawInput } from './open-backbone.js';
 
 export interface PredictorOptions {
   /** @default ['cpu'] */
   executionProviders?: readonly ExecutionProvider[];
-  /** Rows per ONNX Runtime call. @default 256, fewer when a batch of features would pass 32 MiB */
+  /**
+   * Rows per ONNX Runtime call. @default 256 for hash, 32 for text, 64 for image; fewer when one batch of
+   * model input would pass 32 MiB of float32
+   */
   batchSize?: number;
 }
 
-// A batch of dense features is rows x dims float32: keep it under 32 MiB.
+// A batch of dense model input (hashed features, pixels) is rows x width float32: keep it under 32 MiB.
 const MAX_BATCH_FLOATS = 2 ** 23;
 
-/** Serves an exported Graft model: featurises texts in TypeScript and runs the head in ONNX Runtime. */
+/** Turns a batch of raw inputs into the model's named inputs; throws BAD_REQUEST naming the bad input. */
+type Prepare = (batch: readonly RawInput[], indices: readonly number[]) => Record<string, InputTensor>;
+
+/**
+ * Serves an exported Graft model from its bytes alone: hash models hash texts in TypeScript, text models tokenise
+ * with the tokenizer kept in the model's metadata, image models decode and normalise images; the rest (backbone,
+ * pooling, head, softmax) runs in ONNX Runtime.
+ */
 export class Predictor {
   readonly labels: string[];
   readonly backbone: BackboneConfig;
   readonly temperature: number | undefined;
+  /** The strategy that trained the head (absent in models of format 1). */
+  readonly strategy: string | undefined;
   readonly #session: OnnxSession;
-  readonly #featurizer: HashNgramsFeaturizer;
+  readonly #prepare: Prepare;
   readonly #batchSize: number;
 
   private constructor(
     session: OnnxSession,
-    labels: string[],
-    backbone: BackboneConfig,
-    temperature: number | undefined,
+    metadata: ReturnType<typeof readModelMetadata>,
+    prepare: Prepare,
     batchSize: number,
   ) {
     this.#session = session;
-    this.labels = labels;
-    this.backbone = backbone;
-    this.temperature = temperature;
-    this.#featurizer = new HashNgramsFeaturizer(backbone);
+    this.labels = metadata.labels;
+    this.backbone = metadata.backbone;
+    this.temperature = metadata.temperature;
+    this.strategy = metadata.strategy;
+    this.#prepare = prepare;
     this.#batchSize = batchSize;
   }
 
-  /** Loads a model exported by `trainClassifier`; labels and backbone come from its metadata. */
+  /** Loads a model exported by `trainClassifier`; labels, backbone and tokenizer come from its metadata. */
   static async load(onnxBytes: Uint8Array, options: PredictorOptions = {}): Promise<Predictor> {
-    const { labels, backbone, temperature } = readModelMetadata(onnxBytes);
-    const { executionProviders, batchSize = 256 } = options;
-    const rows = Math.max(1, Math.min(batchSize, Math.floor(MAX_BATCH_FLOATS / backbone.dims)));
+    const metadata = readModelMetadata(onnxBytes);
+    const { backbone } = metadata;
+    const { executionProviders } = options;
+    const { prepare, defaultBatch, rowFloats } = preparerFor(metadata);
+    const batchSize = options.batchSize ?? defaultBatch;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new GraftError('INVALID_OPTIONS', `batchSize must be a positive integer; got ${batchSize}.`);
+    }
+    const rows = Math.max(1, Math.min(batchSize, Math.floor(MAX_BATCH_FLOATS / rowFloats)));
     const session = await OnnxSession.create(onnxBytes, executionProviders ? { executionProviders } : {});
-    if (!session.inputNames.includes(FEATURES_INPUT) || !session.outputNames.includes(PROBABILITIES_OUTPUT)) {
+    if (!session.outputNames.includes(PROBABILITIES_OUTPUT)) {
       await session.dispose();
       throw new GraftError(
         'BAD_REQUEST',
-        `The model must take "${FEATURES_INPUT}" and give "${PROBABILITIES_OUTPUT}"; it takes ${session.inputNames.join(', ')} and gives ${session.outputNames.join(', ')}.`,
+        `The model must give "${PROBABILITIES_OUTPUT}"; it gives ${session.outputNames.join(', ')} (backbone ${backbone.kind}).`,
       );
     }
-    return new Predictor(session, labels, backbone, temperature, rows);
+    return new Predictor(session, metadata, prepare, rows);
   }
 
-  /** Calibrated probabilities, one row per text, columns in `labels` order. */
-  async predict(texts: readonly string[]): Promise<Float32Array[]> {
-    const { dims } = this.backbone;
+  /** Calibrated probabilities, one row per input, columns in `labels` order. */
+  async predict(inputs: readonly RawInput[]): Promise<Float32Array[]> {
     const classes = this.labels.length;
-    const out: Float32Array[] = [];
-    const features = new Float32Array(Math.min(this.#batchSize, texts.length) * dims);
-    for (let start = 0; start < texts.length; start += this.#batchSize) {
-      const batch = texts.slice(start, start + this.#batchSize);
-      const input = features.subarray(0, batch.length * dims);
-      input.fill(0);
-      batch.forEach((text, row) => {
-        if (typeof text !== 'string') {
-          throw new GraftError('BAD_REQUEST', `Input ${start + row} must be a string; got ${typeof text}.`);
-        }
-        scatterInto(this.#featurizer.featurize(text), input, row, dims);
-      });
-      const result = await this.#session.run(
-        { [FEATURES_INPUT]: { type: 'float32', data: input, dims: [batch.length, dims] } },
-        [PROBABILITIES_OUTPUT],
-      );
+    const out = new Array<Float32Array>(inputs.length);
+    // Texts run longest first, so that a batch of a text model pads little.
+    const order = inputs.map((_, i) => i);
+    if (this.backbone.kind === 'text') {
+      const length = (i: number) => {
+        const input = inputs[i];
+        return typeof input === 'string' ? input.length : 0;
+      };
+      order.sort((a, b) => length(b) - length(a) || a - b);
+    }
+    for (let start = 0; start < order.length; start += this.#batchSize) {
+      const indices = order.slice(start, start + this.#batchSize);
+      const batch = indices.map((i) => inputs[i] as RawInput);
+      const feeds = this.#prepare(batch, indices);
+      const result = await this.#session.run(feeds, [PROBABILITIES_OUTPUT]);
       const probabilities = result[PROBABILITIES_OUTPUT]?.data;
       if (!(probabilities instanceof Float32Array) || probabilities.length !== batch.length * classes) {
         throw new GraftError(
@@ -81,9 +100,9 @@ export class Predictor {
           `The model gave no ${batch.length}x${classes} float32 probabilities.`,
         );
       }
-      for (let row = 0; row < batch.length; row++) {
-        out.push(probabilities.slice(row * classes, (row + 1) * classes));
-      }
+      indices.forEach((i, row) => {
+        out[i] = probabilities.slice(row * classes, (row + 1) * classes);
+      });
     }
     return out;
   }
@@ -91,5 +110,69 @@ export class Predictor {
   /** Releases the ONNX Runtime session. */
   async dispose(): Promise<void> {
     await this.#session.dispose();
+  }
+}
+
+function badInput(index: number, expected: string, value: unknown): GraftError {
+  const got = value instanceof Uint8Array ? 'bytes' : value === null ? 'null' : typeof value;
+  return new GraftError('BAD_REQUEST', `Input ${index} must be ${expected}; got ${got}.`, {
+    details: { index },
+  });
+}
+
+function preparerFor(metadata: ReturnType<typeof readModelMetadata>): {
+  prepare: Prepare;
+  defaultBatch: number;
+  rowFloats: number;
+} {
+  const { backbone } = metadata;
+  switch (backbone.kind) {
+    case 'hash': {
+      const featurizer = new HashNgramsFeaturizer(backbone);
+      const { dims } = backbone;
+      const prepare: Prepare = (batch, indices) => {
+        const data = new Float32Array(batch.length * dims);
+        batch.forEach((text, row) => {
+          if (typeof text !== 'string') throw badInput(indices[row] ?? row, 'a string', text);
+          scatterInto(featurizer.featurize(text), data, row, dims);
+        });
+        return { [FEATURES_INPUT]: { type: 'float32', data, dims: [batch.length, dims] } };
+      };
+      return { prepare, defaultBatch: 256, rowFloats: dims };
+    }
+    case 'text': {
+      const tokenizer = createTextTokenizer(backbone, metadata.tokenizer ?? { tokenizerJson: '' });
+      const prepare: Prepare = (batch, indices) => {
+        batch.forEach((text, row) => {
+          if (typeof text !== 'string') throw badInput(indices[row] ?? row, 'a string', text);
+        });
+        return tokenizer.prepare(batch as string[]);
+      };
+      return { prepare, defaultBatch: 32, rowFloats: 1 };
+    }
+    case 'image': {
+      const preparer = createImagePreparer(backbone.input);
+      const { channels, width, height } = backbone.input;
+      const prepare: Prepare = (batch, indices) => {
+        batch.forEach((image, row) => {
+          if (typeof image === 'string')
+            throw badInput(indices[row] ?? row, 'an image (PNG or JPEG bytes)', image);
+        });
+        try {
+          return preparer(batch as ImageInput[]);
+        } catch (err) {
+          const index = (err as GraftError).details?.index;
+          const at = typeof index === 'number' ? indices[index] : undefined;
+          if (err instanceof GraftError && at !== undefined) {
+            throw new GraftError(err.code, err.message.replace(/^Image \d+:/, `Image ${at}:`), {
+              cause: err,
+              details: { index: at },
+            });
+          }
+          throw err;
+        }
+      };
+      return { prepare, defaultBatch: 64, rowFloats: channels * width * height };
+    }
   }
 }

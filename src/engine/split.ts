@@ -39,3 +39,43 @@ export function stratifiedSplit<T extends { label: string }>(
   });
   return { train, validation };
 }
+
+/**
+ * Stratified k-fold cross-validation: the fold (0..k-1) of each row. Label by label (in sorted order), the rows
+ * are shuffled (seeded) and dealt round-robin, each label starting at the fold after the one where the previous
+ * label stopped: every label's rows spread over the folds with counts differing by at most one, and the folds'
+ * sizes differ by at most one. Deterministic for a seed.
+ */
+export function stratifiedKFold(
+  labels: readonly (string | number)[] | ArrayLike<number>,
+  { k = 5, seed = 42 }: { k?: number; seed?: number } = {},
+): Int32Array {
+  const n = labels.length;
+  if (!Number.isInteger(k) || k < 2 || k > n) {
+    throw new GraftError(
+      'INVALID_OPTIONS',
+      `k-fold needs an integer k between 2 and the ${n} rows; got ${k}.`,
+    );
+  }
+  const byLabel = new Map<string | number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const label = labels[i] as string | number;
+    const group = byLabel.get(label);
+    if (group) group.push(i);
+    else byLabel.set(label, [i]);
+  }
+  const rng = createRng(seed);
+  const folds = new Int32Array(n);
+  let next = 0;
+  const keys = [...byLabel.keys()].sort((a, b) =>
+    String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0,
+  );
+  for (const label of keys) {
+    const group = shuffleInPlace(byLabel.get(label) as number[], rng);
+    for (const row of group) {
+      folds[row] = next;
+      next = (next + 1) % k;
+    }
+  }
+  return folds;
+}

@@ -1,4 +1,7 @@
 // The one module in the project that imports onnxruntime-node: everything else sees OnnxSession.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 
 /** Execution providers we run on: CUDA in the GPU container, CPU everywhere (and as the fallback). */
@@ -103,4 +106,42 @@ export function memoize<T>(key: string, factory: () => Promise<T>): Promise<T> {
 export function forget(key?: string): void {
   if (key === undefined) memo.clear();
   else memo.delete(key);
+}
+
+// The smallest model there is (Identity), to see whether a provider can run anything here.
+const PROBE_MODEL = Uint8Array.from(
+  Buffer.from(
+    'CAgSBWdyYWZ0OjsKEAoBeBIBeSIISWRlbnRpdHkSBXByb2JlWg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIECgAQEQ==',
+    'base64',
+  ),
+);
+
+/**
+ * The execution providers that work on this machine, best first: ['cuda', 'cpu'] when a CUDA session can be
+ * created (the GPU container), else ['cpu']. Probed once per process.
+ */
+export function availableExecutionProviders(): Promise<ExecutionProvider[]> {
+  return memoize('runtime:execution-providers', async () => {
+    // onnxruntime-node loads the CUDA provider from beside its binding; without its shared library (the CPU-only
+    // install) there is nothing to probe, and the probe would log ONNX Runtime's load error.
+    if (!existsSync(providersLibrary())) return ['cpu'] as ExecutionProvider[];
+    try {
+      const session = await ort.InferenceSession.create(PROBE_MODEL, {
+        executionProviders: ['cuda'],
+        logSeverityLevel: 4,
+      });
+      await session.release();
+      return ['cuda', 'cpu'] as ExecutionProvider[];
+    } catch {
+      return ['cpu'] as ExecutionProvider[];
+    }
+  });
+}
+
+/** Where onnxruntime-node looks for its execution-provider bridge (`bin/napi-v6/{platform}/{arch}/`). */
+function providersLibrary(): string {
+  const main = createRequire(import.meta.url).resolve('onnxruntime-node');
+  const library =
+    process.platform === 'win32' ? 'onnxruntime_providers_shared.dll' : 'libonnxruntime_providers_shared.so';
+  return path.join(path.dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch, library);
 }
