@@ -22,12 +22,34 @@ export const ENV = {
   /** Set by AWS Batch: 1 on a job's first attempt. */
   batchJobAttempt: 'AWS_BATCH_JOB_ATTEMPT',
   trainerMaxAttempts: 'GRAFT_TRAINER_MAX_ATTEMPTS',
+  hfEndpoint: 'HF_ENDPOINT',
+  hfOffline: 'HF_HUB_OFFLINE',
+  hfToken: 'HF_TOKEN',
+  hubCacheDir: 'GRAFT_HF_CACHE_DIR',
 } as const;
 
 type Env = Record<string, string | undefined>;
 
 const LogLevel = z.enum(['debug', 'info', 'warn', 'error', 'silent']);
 const Bytes = z.coerce.number().int().positive();
+
+const Flag = z.enum(['1', 'true', '0', 'false', '']).transform((v) => v === '1' || v === 'true');
+
+/** Where text backbones are downloaded from (the Hugging Face Hub or a mirror) and cached. */
+const HubSchema = z.object({
+  endpoint: z.string().url().optional(),
+  offline: Flag.default(false),
+  token: z.string().optional(),
+  cacheDir: z.string().min(1).optional(),
+});
+export type HubConfig = z.infer<typeof HubSchema>;
+
+const hubFromEnv = (env: Env) => ({
+  endpoint: env[ENV.hfEndpoint] || undefined,
+  offline: env[ENV.hfOffline] || undefined,
+  token: env[ENV.hfToken] || undefined,
+  cacheDir: env[ENV.hubCacheDir] || undefined,
+});
 
 const LocalConfigSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8787),
@@ -36,6 +58,7 @@ const LocalConfigSchema = z.object({
   apiKey: z.string().min(16, 'an API key must have at least 16 characters').optional(),
   maxUploadBytes: Bytes.default(64 * 1024 * 1024),
   logLevel: LogLevel.default('info'),
+  hub: HubSchema,
 });
 export type LocalConfig = z.infer<typeof LocalConfigSchema>;
 
@@ -48,8 +71,14 @@ export function loadLocalConfig(env: Env = process.env): LocalConfig {
     apiKey: env[ENV.apiKey] || undefined,
     maxUploadBytes: env[ENV.maxUploadBytes] || undefined,
     logLevel: env[ENV.logLevel] || undefined,
+    hub: hubFromEnv(env),
   });
-  return { ...config, dataDir: path.resolve(config.dataDir) };
+  const dataDir = path.resolve(config.dataDir);
+  return {
+    ...config,
+    dataDir,
+    hub: { ...config.hub, cacheDir: config.hub.cacheDir ?? path.join(dataDir, 'cache', 'hub') },
+  };
 }
 
 const AwsConfigSchema = z.object({
@@ -65,6 +94,7 @@ const AwsConfigSchema = z.object({
   modelRefreshSeconds: z.coerce.number().min(0).default(30),
   endpoint: z.string().url().optional(),
   logLevel: LogLevel.default('info'),
+  hub: HubSchema.optional(),
 });
 export type AwsConfig = z.infer<typeof AwsConfigSchema>;
 
@@ -80,6 +110,8 @@ export function loadAwsConfig(env: Env = process.env): AwsConfig {
     modelRefreshSeconds: env[ENV.modelRefreshSeconds] || undefined,
     endpoint: env[ENV.awsEndpoint] || undefined,
     logLevel: env[ENV.logLevel] || undefined,
+    // Lambda and Batch may write only under /tmp.
+    hub: { ...hubFromEnv(env), cacheDir: env[ENV.hubCacheDir] || '/tmp/graft-hub' },
   });
 }
 

@@ -489,3 +489,32 @@ describe('properties', () => {
     );
   });
 });
+
+describe("validateForTraining with the task's earlier dataset versions", () => {
+  const rows = (label: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({ text: `${label} ${i}`, label }));
+
+  it('accepts an upload of one label when earlier versions hold the others', () => {
+    // given a task that already has 5 "a" and 5 "b" examples
+    const knownLabelCounts = { a: 5, b: 5 };
+    // when 3 more "b" examples arrive (fewer than 5 alone, one label alone)
+    const { report } = validateForTraining(rows('b', 3), { knownLabelCounts });
+    // then they are accepted, and the report counts this upload only
+    expect(report.labels).toEqual({ b: 3 });
+  });
+
+  it('counts earlier examples towards the minimum per label, and still refuses a new rare label', () => {
+    expect(() => validateForTraining(rows('c', 2), { knownLabelCounts: { a: 5, c: 2 } })).toThrow(
+      /label "c" has 4 examples, at least 5/,
+    );
+    expect(validateForTraining(rows('c', 3), { knownLabelCounts: { a: 5, c: 2 } }).report.labels).toEqual({
+      c: 3,
+    });
+  });
+
+  it('accepts unlabelled rows for self-training once the task has labelled data', () => {
+    const { report } = validateForTraining([{ text: 'no label here' }], { knownLabelCounts: { a: 5, b: 5 } });
+    expect(report).toMatchObject({ labelled: 0, unlabelled: 1 });
+    expect(() => validateForTraining([{ text: 'no label here' }])).toThrow(GraftError);
+  });
+});

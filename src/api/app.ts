@@ -13,33 +13,51 @@ import {
   SCOPES,
   type Scope,
 } from '../core/auth.js';
+import {
+  BackboneInputSchema,
+  getBackboneManifest,
+  listBackbones,
+  registerBackbone,
+  resolveBackbone,
+} from '../core/backbones.js';
 import { formatFromContentType } from '../core/dataset-parse.js';
 import { ingestDataset, listDatasets, listRejectedUploads } from '../core/datasets.js';
 import type { CoreDeps } from '../core/deps.js';
 import { embeddings } from '../core/embeddings.js';
+import { decodeBase64Image } from '../core/inputs.js';
 import { cancelJob, createJob, getJob, JobInputSchema, jobView, listJobs } from '../core/jobs.js';
 import { findCurrent, getCard, getModelFile, listCards, promote, rollback } from '../core/models.js';
 import { type ModelCache, predict } from '../core/predict.js';
 import { getTask, listTasks, putTask, type Task, TaskInputSchema } from '../core/tasks.js';
-import { GraftError, toGraftError } from '../errors.js';
+import { createUploadUrl, modelDownloadUrl, receiveUpload, verifyUploadToken } from '../core/transfers.js';
+import { type ErrorBody, GraftError, toGraftError } from '../errors.js';
 import { checkName } from '../names.js';
+import type { SignedUrls } from '../ports/signed-urls.js';
 import { openApiDocument } from './openapi.js';
 
 export interface AppDeps extends CoreDeps {
   auth: AuthOptions;
   models: ModelCache;
+  /** Signed upload and download URLs (S3 presigned in AWS, HMAC locally); without them no direct uploads. */
+  signedUrls?: SignedUrls;
   limits?: { maxUploadBytes?: number; maxJsonBytes?: number; maxPredictInputs?: number };
 }
 
-type Env = { Variables: { principal: Principal } };
+type Env = { Variables: { principal: Principal; uploadKey: string } };
 
 const MAX_TEXT_CHARS = 100_000;
 
 const PredictSchema = z
   .object({
     inputs: z
-      .array(z.union([z.string(), z.object({ text: z.string() }).strict()]))
-      .min(1, 'inputs must hold at least one text'),
+      .array(
+        z.union([
+          z.string(),
+          z.object({ text: z.string() }).strict(),
+          z.object({ image: z.string().min(1) }).strict(),
+        ]),
+      )
+      .min(1, 'inputs must hold at least one text or image'),
   })
   .strict();
 
@@ -52,6 +70,8 @@ const EmbeddingsSchema = z
     user: z.string().optional(),
   })
   .strict();
+
+const UploadInputSchema = z.object({ file: z.string() }).strict();
 
 const KeyInputSchema = z
   .object({
@@ -73,7 +93,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const error = fromHttpError(err);
     if (error.status >= 500)
       deps.log.error('request failed', { path: c.req.path, code: error.code, err: String(err) });
-    return c.json(error.toJSON(), error.status as 500);
+    return c.json(boundedErrorBody(error.toJSON()), error.status as 500);
   });
   app.notFound((c) =>
     c.json(
@@ -120,6 +140,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.put('/v1/tasks/:task', admin, limit(maxJsonBytes), async (c) => {
     const name = checkName(c.req.param('task'), 'task name');
     const input = await jsonBody(c.req.raw, TaskInputSchema, { allowEmpty: true });
+    if (input.backbone) await resolveBackbone(deps, input.backbone); // an unknown backbone fails here, not in a job
     const { task, created } = await putTask(deps, name, input);
     return c.json(await taskView(deps, task), created ? 201 : 200);
   });
@@ -138,6 +159,31 @@ export function createApp(deps: AppDeps): Hono<Env> {
       existing ? 200 : 201,
     );
   });
+  // Direct uploads, past the request size limit: a signed PUT into the task's drop zone (incoming/).
+  app.post('/v1/tasks/:task/uploads', admin, limit(maxJsonBytes), async (c) => {
+    const task = taskParam(c);
+    const { file } = await jsonBody(c.req.raw, UploadInputSchema);
+    return c.json(await createUploadUrl(deps, task, file, { origin: new URL(c.req.url).origin }));
+  });
+  // The local home's upload URLs point here. No API key: the token's signature is the authorisation, checked
+  // before any of the body is read.
+  app.put(
+    '/v1/uploads/:token',
+    async (c, next) => {
+      c.set('uploadKey', verifyUploadToken(deps, c.req.param('token')));
+      await next();
+    },
+    limit(maxUploadBytes),
+    async (c) => {
+      const body = new Uint8Array(await c.req.arrayBuffer());
+      const key = c.get('uploadKey');
+      const { dataset, existing, job } = await receiveUpload(deps, key, body);
+      return c.json(
+        { key, datasetId: dataset.id, rows: dataset.rows, existing, report: dataset.report, jobId: job?.id },
+        existing ? 200 : 201,
+      );
+    },
+  );
   app.get('/v1/tasks/:task/datasets', admin, async (c) => {
     const task = await getTask(deps, taskParam(c));
     const [datasets, rejected] = await Promise.all([
@@ -189,7 +235,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
         `inputs holds ${inputs.length} items; send at most ${maxPredictInputs} per request.`,
       );
     }
-    const texts = inputs.map((input, i) => {
+    const raw = inputs.map((input, i) => {
+      if (typeof input === 'object' && 'image' in input)
+        return decodeBase64Image(input.image, `inputs[${i}].image`);
       const text = typeof input === 'string' ? input : input.text;
       if (text.length > MAX_TEXT_CHARS) {
         throw new GraftError(
@@ -199,7 +247,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
       return text;
     });
-    return c.json(await predict(deps.models, task, texts));
+    return c.json(await predict(deps.models, task, raw));
   });
   app.post('/v1/embeddings', predictScope, limit(maxJsonBytes), async (c) => {
     const request = await jsonBody(c.req.raw, EmbeddingsSchema);
@@ -211,6 +259,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
       );
     }
     return c.json(await embeddings(deps, request));
+  });
+
+  // Backbones
+  app.get('/v1/backbones', predictScope, async (c) => c.json({ backbones: await listBackbones(deps) }));
+  app.get('/v1/backbones/:name', predictScope, async (c) =>
+    c.json(await getBackboneManifest(deps, c.req.param('name'))),
+  );
+  app.put('/v1/backbones/:name', admin, limit(maxJsonBytes), async (c) => {
+    const name = checkName(c.req.param('name'), 'backbone name');
+    const input = await jsonBody(c.req.raw, BackboneInputSchema);
+    return c.json(await registerBackbone(deps, name, input), 201);
   });
 
   // Models
@@ -234,6 +293,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/v1/tasks/:task/models/:version/model.onnx', admin, async (c) => {
     const task = taskParam(c);
     const version = checkName(c.req.param('version'), 'model version');
+    // In Lambda a model can outgrow the response: send the client to storage instead.
+    const signed = await modelDownloadUrl(deps, task, version);
+    if (signed) {
+      c.header('cache-control', 'no-store');
+      return c.redirect(signed.url, 302);
+    }
     const file = await getModelFile(deps, task, version);
     return c.body(file.body as Uint8Array<ArrayBuffer>, 200, {
       'content-type': 'application/octet-stream',
@@ -318,6 +383,31 @@ async function jsonBody<S extends z.ZodType>(
     });
   }
   return result.data;
+}
+
+const MAX_ERROR_MESSAGE = 2_000;
+const MAX_ERROR_DETAILS_BYTES = 16 * 1024;
+
+/**
+ * Keeps an error answer small whatever the input was: a message that names every one of 100k rejected labels is
+ * cut (saying how much), and details too large to send are replaced by a note.
+ */
+function boundedErrorBody(body: ErrorBody): ErrorBody {
+  const { code, message, details } = body.error;
+  const error: ErrorBody['error'] = {
+    code,
+    message:
+      message.length > MAX_ERROR_MESSAGE
+        ? `${message.slice(0, MAX_ERROR_MESSAGE)}… (${message.length - MAX_ERROR_MESSAGE} more characters)`
+        : message,
+  };
+  if (details) {
+    error.details =
+      JSON.stringify(details).length > MAX_ERROR_DETAILS_BYTES
+        ? { truncated: true, keys: Object.keys(details).slice(0, 20) }
+        : details;
+  }
+  return { error };
 }
 
 function fromHttpError(err: unknown): GraftError {

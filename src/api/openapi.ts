@@ -56,9 +56,25 @@ export const openApiDocument = {
         type: 'object',
         additionalProperties: false,
         properties: {
-          backbone: { type: 'string', enum: ['hash-ngrams'] },
-          labels: { type: 'array', items: { type: 'string' } },
-          strategy: { type: 'string', enum: ['auto', 'logistic'] },
+          backbone: { type: 'string', description: 'hash-ngrams (built in) or a registered backbone' },
+          labels: {
+            type: 'array',
+            items: {
+              oneOf: [
+                { type: 'string' },
+                { type: 'object', properties: { name: { type: 'string' }, description: { type: 'string' } } },
+              ],
+            },
+          },
+          strategy: { type: 'string', enum: ['auto', 'zero-shot', 'centroid', 'logistic', 'mlp'] },
+          training: {
+            type: 'object',
+            properties: {
+              selfTraining: { description: 'false, or {threshold, maxRounds}' },
+              rehearsalPerLabel: { type: 'integer' },
+              augment: { description: 'false, or {copies, shift, rotate, noise, flip}' },
+            },
+          },
           autoTrain: { type: 'boolean', description: 'queue a training job on every upload (default true)' },
           promotion: {
             type: 'object',
@@ -95,7 +111,14 @@ export const openApiDocument = {
           inputs: {
             type: 'array',
             items: {
-              oneOf: [{ type: 'string' }, { type: 'object', properties: { text: { type: 'string' } } }],
+              oneOf: [
+                { type: 'string' },
+                { type: 'object', properties: { text: { type: 'string' } } },
+                {
+                  type: 'object',
+                  properties: { image: { type: 'string', description: 'PNG or JPEG, base64' } },
+                },
+              ],
             },
           },
         },
@@ -115,6 +138,17 @@ export const openApiDocument = {
               },
             },
           },
+        },
+      },
+      UploadTicket: {
+        type: 'object',
+        required: ['method', 'url', 'key', 'expiresAt'],
+        properties: {
+          method: { type: 'string', enum: ['PUT'] },
+          url: { type: 'string', format: 'uri' },
+          key: { type: 'string', example: 'tasks/support/incoming/20260112t100000z-1a2b3c4d-support.jsonl' },
+          expiresAt: { type: 'string', format: 'date-time' },
+          headers: { type: 'object', additionalProperties: { type: 'string' } },
         },
       },
       EmbeddingsRequest: {
@@ -164,7 +198,60 @@ export const openApiDocument = {
           ...errors,
         },
       },
-      get: { summary: 'List dataset versions', responses: { '200': ok('datasets'), ...errors } },
+      get: {
+        summary: 'Dataset versions, and files from incoming/ that were rejected (with the reason)',
+        responses: { '200': ok('datasets'), ...errors },
+      },
+    },
+    '/v1/tasks/{task}/uploads': {
+      parameters: [task],
+      post: {
+        summary: 'A signed URL to PUT a dataset file of any size into the task drop zone (incoming/)',
+        description:
+          'The file must be PUT to `url` with `headers` before `expiresAt` (15 minutes). In AWS it goes straight to ' +
+          'S3 and is ingested by the dispatcher; locally the server ingests it at once. It then shows up in GET ' +
+          '/v1/tasks/{task}/datasets as a version with source `incoming/{file part of key}`, or under `rejected`.',
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object',
+            required: ['file'],
+            additionalProperties: false,
+            properties: {
+              file: {
+                type: 'string',
+                pattern: '^[A-Za-z0-9._-]{1,100}$',
+                description: 'file name ending in .jsonl, .ndjson or .csv (it sets the format)',
+                example: 'support-2026-01.jsonl',
+              },
+            },
+          }),
+        },
+        responses: { '200': ok('where to upload', ref('UploadTicket')), ...errors },
+      },
+    },
+    '/v1/uploads/{token}': {
+      parameters: [{ name: 'token', in: 'path', required: true, schema: { type: 'string' } }],
+      put: {
+        summary: 'Upload a file to a signed URL (local server only; in AWS the URL points at S3)',
+        description:
+          'No API key: the signed token is the authorisation. The body is the file; it is ingested at once.',
+        security: [],
+        requestBody: {
+          required: true,
+          content: { 'application/octet-stream': { schema: { type: 'string' } } },
+        },
+        responses: {
+          '201': ok('stored; a job is queued when the task trains on upload'),
+          '200': ok('the same rows were uploaded before'),
+          '403': errors['403'],
+          '404': errors['404'],
+          '413': errors['400'],
+          '415': errors['400'],
+          '422': errors['400'],
+          '400': errors['400'],
+        },
+      },
     },
     '/v1/tasks/{task}/jobs': {
       parameters: [task],
@@ -175,7 +262,7 @@ export const openApiDocument = {
             type: 'object',
             properties: {
               datasets: { type: 'array', items: { type: 'string' } },
-              strategy: { type: 'string', enum: ['auto', 'logistic'] },
+              strategy: { type: 'string', enum: ['auto', 'zero-shot', 'centroid', 'logistic', 'mlp'] },
               hyperparameters: { type: 'object' },
             },
           }),
@@ -210,6 +297,56 @@ export const openApiDocument = {
         responses: { '200': ok('embeddings'), ...errors },
       },
     },
+    '/v1/backbones': {
+      get: {
+        summary: 'Backbones: the built-in hash-ngrams and the registered ones',
+        responses: { '200': ok('backbones'), ...errors },
+      },
+    },
+    '/v1/backbones/{name}': {
+      parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+      get: { summary: 'A backbone and its configuration', responses: { '200': ok('backbone'), ...errors } },
+      put: {
+        summary: 'Register a text (sentence-transformer layout) or image (ONNX CNN cut at a tensor) backbone',
+        requestBody: {
+          required: true,
+          content: json({
+            type: 'object',
+            required: ['kind', 'source'],
+            properties: {
+              kind: { type: 'string', enum: ['text', 'image'] },
+              source: {
+                oneOf: [
+                  {
+                    type: 'object',
+                    properties: {
+                      hub: { type: 'string' },
+                      revision: { type: 'string' },
+                      file: { type: 'string' },
+                    },
+                  },
+                  {
+                    type: 'object',
+                    properties: { dir: { type: 'string', description: 'local Graft only' } },
+                  },
+                  { type: 'object', properties: { store: { const: true } } },
+                ],
+              },
+              pooling: { type: 'string', enum: ['mean', 'cls'] },
+              normalize: { type: 'boolean' },
+              maxLength: { type: 'integer' },
+              cutAt: { type: 'string', description: 'image: the feature tensor to cut the network at' },
+              input: {
+                type: 'object',
+                description: 'image: name, width, height, channels, scale, mean, std, invert?',
+              },
+              includeRawInput: { type: 'boolean', description: 'image: features + the preprocessed pixels' },
+            },
+          }),
+        },
+        responses: { '201': ok('registered'), ...errors },
+      },
+    },
     '/v1/tasks/{task}/models': {
       parameters: [task],
       get: {
@@ -225,7 +362,14 @@ export const openApiDocument = {
       parameters: [task, version],
       get: {
         summary: 'The self-contained ONNX file',
-        responses: { '200': { description: 'ONNX', content: { 'application/octet-stream': {} } }, ...errors },
+        responses: {
+          '200': { description: 'ONNX (local server)', content: { 'application/octet-stream': {} } },
+          '302': {
+            description:
+              'AWS: a presigned S3 URL (valid 5 minutes) in Location; do not forward the API key to it',
+          },
+          ...errors,
+        },
       },
     },
     '/v1/tasks/{task}/models/{version}/promote': {

@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { CliConfig } from '../config.js';
 
@@ -9,7 +11,12 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
   /** How often `--wait` and `jobs watch` poll the job. */
   pollMs?: number;
+  /** Runs a command with the terminal attached and resolves to its exit code (tests replace it). */
+  run?: (command: string, args: string[], options: { cwd: string }) => Promise<number>;
 }
+
+/** The checkout the CLI belongs to: `graft deploy` runs the CDK app (cdk.json) from here. */
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const HELP = `graft — transfer learning as an API
 
@@ -27,6 +34,12 @@ Usage: graft [--url URL] [--key KEY] <command> [arguments]
   models download TASK VERSION [--out FILE]
   rollback TASK                           serve the previous version again
   keys create --scopes predict[,admin] [--name NAME] | keys list | keys revoke ID
+  backbones list | backbones show NAME
+  backbones add NAME --hub ORG/REPO [--revision REV] | --dir DIR | --store
+                [--kind text|image] [--pooling mean|cls] [--cut-at TENSOR --input JSON]
+                                          register a sentence-transformer (text) or a cut CNN (image)
+  deploy [-c graft:KEY=VALUE ...] [-- CDK_OPTIONS]
+                                          npx cdk deploy into your AWS account (README "Deploy to AWS")
 
 Settings: --url or GRAFT_URL (default http://127.0.0.1:8787); --key or GRAFT_API_KEY, else the admin key that
 \`npm start\` keeps in GRAFT_DATA_DIR/admin-key (default ./.graft/admin-key).
@@ -53,6 +66,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       name: { type: 'string' },
       model: { type: 'string' },
       json: { type: 'boolean' },
+      context: { type: 'string', short: 'c', multiple: true },
+      hub: { type: 'string' },
+      revision: { type: 'string' },
+      dir: { type: 'string' },
+      store: { type: 'boolean' },
+      kind: { type: 'string' },
+      pooling: { type: 'string' },
+      'cut-at': { type: 'string' },
+      input: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -72,7 +94,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   try {
     // `tasks`, `jobs`, `models` and `keys` take a sub-command; the rest are single words.
-    const name = ['tasks', 'jobs', 'models', 'keys'].includes(command)
+    const name = ['tasks', 'jobs', 'models', 'keys', 'backbones'].includes(command)
       ? `${command} ${args.shift() ?? ''}`
       : command;
     switch (name.trim()) {
@@ -195,6 +217,17 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         print(`wrote ${out} (${bytes.byteLength} bytes)`);
         return 0;
       }
+      case 'deploy': {
+        // Everything after `--` goes to cdk as is, e.g. `-- --require-approval never`.
+        const cdkArgs = [
+          'cdk',
+          'deploy',
+          ...(values.context ?? []).flatMap((entry) => ['-c', entry]),
+          ...args,
+        ];
+        io.stderr.write(`running: npx ${cdkArgs.join(' ')}\n`);
+        return await (io.run ?? runAttached)('npx', cdkArgs, { cwd: PROJECT_ROOT });
+      }
       case 'rollback':
         print(await client.call('POST', `/v1/tasks/${need(1, 'rollback TASK')[0]}/rollback`));
         return 0;
@@ -203,6 +236,42 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           throw new CliError('usage: graft keys create --scopes predict[,admin] [--name NAME]');
         const scopes = values.scopes.split(',').map((s) => s.trim());
         print(await client.call('POST', '/v1/keys', { scopes, name: values.name ?? 'api key' }));
+        return 0;
+      }
+      case 'backbones list': {
+        const { backbones } = await client.call<{
+          backbones: { name: string; kind: string; dims: number }[];
+        }>('GET', '/v1/backbones');
+        print(backbones.map((b) => `${b.name}\t${b.kind}\t${b.dims} dims`).join('\n'));
+        return 0;
+      }
+      case 'backbones show':
+        print(await client.call('GET', `/v1/backbones/${need(1, 'backbones show NAME')[0]}`));
+        return 0;
+      case 'backbones add': {
+        const [name] = need(1, 'backbones add NAME --hub ORG/REPO | --dir DIR | --store [--kind text|image]');
+        const source = values.hub
+          ? { hub: values.hub, ...(values.revision ? { revision: values.revision } : {}) }
+          : values.dir
+            ? { dir: path.resolve(values.dir) }
+            : values.store
+              ? { store: true }
+              : undefined;
+        if (!source)
+          throw new CliError('backbones add needs one source: --hub ORG/REPO, --dir DIR or --store');
+        const kind = values.kind ?? 'text';
+        const body: Record<string, unknown> = { kind, source };
+        if (values.pooling) body.pooling = values.pooling;
+        if (kind === 'image') {
+          if (!values['cut-at'] || !values.input) {
+            throw new CliError(
+              'an image backbone needs --cut-at TENSOR and --input JSON (name, width, height, ...)',
+            );
+          }
+          body.cutAt = values['cut-at'];
+          body.input = JSON.parse(values.input);
+        }
+        print(await client.call('PUT', `/v1/backbones/${name}`, body));
         return 0;
       }
       case 'keys list':
@@ -238,6 +307,14 @@ interface ModelRow {
   status: string;
   metrics?: { accuracy?: number; macroF1?: number };
   promotion: { reason: string };
+}
+
+function runAttached(command: string, args: string[], { cwd }: { cwd: string }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, stdio: 'inherit', shell: process.platform === 'win32' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
 }
 
 const pct = (x: number | undefined) => (x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);

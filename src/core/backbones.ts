@@ -1,21 +1,325 @@
-import { type BackboneConfig, HASH_NGRAMS } from '../engine/index.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { resolveHubFiles } from '../engine/backbones/hub.js';
+import { imageBackboneSchema, loadImageBackbone } from '../engine/backbones/image.js';
+import {
+  loadTextBackbone,
+  OPTIONAL_TEXT_BACKBONE_PATHS,
+  REQUIRED_TEXT_BACKBONE_PATHS,
+  readTextBackboneDir,
+  TEXT_BACKBONE_PATHS,
+  type TextBackboneFiles,
+} from '../engine/backbones/text.js';
+import {
+  type Backbone,
+  type BackboneConfig,
+  type BackboneFiles,
+  configSha256,
+  HASH_NGRAMS,
+  openBackbone,
+  parseBackbone,
+} from '../engine/index.js';
 import { GraftError } from '../errors.js';
-import type { CoreDeps } from './deps.js';
+import { checkName } from '../names.js';
+import { memoize } from '../runtime/onnx.js';
+import { type CoreDeps, nowIso } from './deps.js';
+import { findJson, writeJson } from './json-objects.js';
+import { storageKeys } from './storage-keys.js';
 
 const BUILT_IN: Record<string, BackboneConfig> = { [HASH_NGRAMS.name]: HASH_NGRAMS };
 
-/** The backbones a task or `/v1/embeddings` can name. */
-export async function listBackbones(_deps: CoreDeps): Promise<BackboneConfig[]> {
-  return Object.values(BUILT_IN);
+// Where a backbone's files come from. `store`: already in the bucket under backbones/{name}/ (Hub layout for
+// text, model.onnx for image): the way to bring a model into an AWS deployment without a Hub download.
+const SourceSchema = z.union([
+  z
+    .object({
+      hub: z.string().min(1).max(200),
+      revision: z.string().max(255).optional(),
+      file: z.string().max(300).optional(),
+    })
+    .strict(),
+  z.object({ dir: z.string().min(1).max(4096) }).strict(),
+  z.object({ store: z.literal(true) }).strict(),
+]);
+
+/** The body of `PUT /v1/backbones/{name}`. */
+export const BackboneInputSchema = z.discriminatedUnion('kind', [
+  z
+    .object({
+      kind: z.literal('text'),
+      source: SourceSchema,
+      pooling: z.enum(['mean', 'cls']).optional(),
+      normalize: z.boolean().optional(),
+      maxLength: z.number().int().min(8).max(8192).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('image'),
+      source: SourceSchema,
+      cutAt: z.string().min(1).max(500),
+      input: imageBackboneSchema.shape.input,
+      includeRawInput: z.boolean().optional(),
+    })
+    .strict(),
+]);
+export type BackboneInput = z.infer<typeof BackboneInputSchema>;
+
+export const BackboneManifestSchema = z.object({
+  name: z.string(),
+  config: z.record(z.string(), z.unknown()),
+  source: z.record(z.string(), z.unknown()),
+  /** Object keys of the stored files, relative to backbones/{name}/. */
+  files: z.array(z.string()),
+  createdAt: z.string(),
+});
+export type BackboneManifest = z.infer<typeof BackboneManifestSchema>;
+
+/** The backbones a task or `/v1/embeddings` can name: the built-in ones and the registered ones. */
+export async function listBackbones(deps: CoreDeps): Promise<BackboneConfig[]> {
+  const keys = await deps.store.list(storageKeys.backbonesPrefix());
+  const names = keys.flatMap((key) => key.match(/^backbones\/([^/]+)\/manifest\.json$/)?.[1] ?? []);
+  const registered = await Promise.all(names.map((name) => resolveBackbone(deps, name)));
+  return [...Object.values(BUILT_IN), ...registered];
 }
 
-export async function resolveBackbone(_deps: CoreDeps, name: string): Promise<BackboneConfig> {
-  const backbone = BUILT_IN[name];
-  if (!backbone) {
+/** The configuration of a backbone by name; BACKBONE_NOT_FOUND lists the known ones. */
+export async function resolveBackbone(deps: CoreDeps, name: string): Promise<BackboneConfig> {
+  const builtIn = BUILT_IN[name];
+  if (builtIn) return builtIn;
+  const manifest = NAME_OK(name)
+    ? await findJson(deps.store, storageKeys.backboneManifest(name), BackboneManifestSchema)
+    : undefined;
+  if (!manifest) {
+    const known = (await deps.store.list(storageKeys.backbonesPrefix())).flatMap(
+      (key) => key.match(/^backbones\/([^/]+)\/manifest\.json$/)?.[1] ?? [],
+    );
     throw new GraftError(
       'BACKBONE_NOT_FOUND',
-      `Backbone "${name.slice(0, 80)}" is not known. Available: ${Object.keys(BUILT_IN).join(', ')}.`,
+      `Backbone "${name.slice(0, 80)}" is not known. Available: ${[...Object.keys(BUILT_IN), ...known].join(', ')}. Register one with PUT /v1/backbones/{name}.`,
     );
   }
-  return backbone;
+  return parseBackbone(manifest.value.config);
+}
+
+const NAME_OK = (name: string) => /^[a-z0-9][a-z0-9-]{0,62}$/.test(name);
+
+/**
+ * A backbone ready to extract features, loaded once per process (memoised by its configuration's hash, so a
+ * re-registered backbone of the same name is a new load).
+ */
+export async function openNamedBackbone(deps: CoreDeps, name: string): Promise<Backbone> {
+  const config = await resolveBackbone(deps, name);
+  return memoize(`backbone:${configSha256(config)}`, async () =>
+    openBackbone(config, await readBackboneFiles(deps, config), {
+      executionProviders: deps.executionProviders,
+    }),
+  );
+}
+
+async function readBackboneFiles(deps: CoreDeps, config: BackboneConfig): Promise<BackboneFiles> {
+  const read = async (relative: string) =>
+    (await deps.store.find(storageKeys.backboneFile(config.name, relative)))?.body;
+  switch (config.kind) {
+    case 'hash':
+      return {};
+    case 'text': {
+      const [model, tokenizer, tokenizerConfig] = await Promise.all([
+        read(TEXT_BACKBONE_PATHS.model),
+        read(TEXT_BACKBONE_PATHS.tokenizerJson),
+        read(TEXT_BACKBONE_PATHS.tokenizerConfigJson),
+      ]);
+      if (!model || !tokenizer) throw missingFiles(config.name);
+      const decoder = new TextDecoder();
+      return {
+        model,
+        tokenizerJson: decoder.decode(tokenizer),
+        ...(tokenizerConfig ? { tokenizerConfigJson: decoder.decode(tokenizerConfig) } : {}),
+      };
+    }
+    case 'image': {
+      const model = await read(IMAGE_MODEL_FILE);
+      if (!model) throw missingFiles(config.name);
+      return { model };
+    }
+  }
+}
+
+const IMAGE_MODEL_FILE = 'model.onnx';
+
+function missingFiles(name: string) {
+  return new GraftError(
+    'BACKBONE_NOT_FOUND',
+    `The files of backbone "${name}" are missing from the store; register it again.`,
+  );
+}
+
+/**
+ * Registers (or replaces) a backbone: fetches its files from the Hub, a local directory or the store, checks
+ * that they load and measures the feature width, copies them under backbones/{name}/ and writes the manifest
+ * last, so a backbone is visible only once complete.
+ */
+export async function registerBackbone(
+  deps: CoreDeps,
+  name: string,
+  input: BackboneInput,
+): Promise<BackboneManifest> {
+  checkName(name, 'backbone name');
+  if (BUILT_IN[name]) {
+    throw new GraftError(
+      'INVALID_NAME',
+      `"${name}" is a built-in backbone; register yours under another name.`,
+    );
+  }
+  let config: BackboneConfig;
+  let files: Record<string, Uint8Array>;
+  if (input.kind === 'text') {
+    const textFiles = await fetchTextFiles(deps, name, input.source);
+    const backbone = await loadTextBackbone(textFiles, {
+      name,
+      ...(input.pooling ? { pooling: input.pooling } : {}),
+      ...(input.normalize === undefined ? {} : { normalize: input.normalize }),
+      ...(input.maxLength ? { maxLength: input.maxLength } : {}),
+    });
+    config = backbone.config;
+    const encoder = new TextEncoder();
+    files = Object.fromEntries(
+      Object.entries(textFiles).map(([key, value]) => [
+        TEXT_BACKBONE_PATHS[key as keyof TextBackboneFiles],
+        typeof value === 'string' ? encoder.encode(value) : value,
+      ]),
+    );
+  } else {
+    const model = await fetchImageModel(deps, name, input.source);
+    const backbone = await loadImageBackbone(model, {
+      name,
+      cutAt: input.cutAt,
+      input: input.input,
+      ...(input.includeRawInput ? { includeRawInput: true } : {}),
+      executionProviders: deps.executionProviders,
+    });
+    config = backbone.config;
+    files = { [IMAGE_MODEL_FILE]: model };
+  }
+  if (!('store' in input.source)) {
+    for (const [relative, body] of Object.entries(files)) {
+      await deps.store.put(storageKeys.backboneFile(name, relative), body);
+    }
+  }
+  const manifest: BackboneManifest = {
+    name,
+    config: { ...config },
+    source: { ...input.source },
+    files: Object.keys(files).sort(),
+    createdAt: nowIso(deps),
+  };
+  await writeJson(deps.store, storageKeys.backboneManifest(name), manifest);
+  deps.log.info('backbone registered', { name, kind: config.kind, dims: config.dims });
+  return manifest;
+}
+
+type Source = z.infer<typeof SourceSchema>;
+
+async function fetchTextFiles(deps: CoreDeps, name: string, source: Source): Promise<TextBackboneFiles> {
+  if ('hub' in source) {
+    const { dir } = await resolveHubFiles({
+      repo: source.hub,
+      ...(source.revision ? { revision: source.revision } : {}),
+      files: REQUIRED_TEXT_BACKBONE_PATHS,
+      optionalFiles: OPTIONAL_TEXT_BACKBONE_PATHS,
+      ...hubSettings(deps),
+    });
+    return readTextBackboneDir(dir);
+  }
+  if ('dir' in source) return readTextBackboneDir(localPath(deps, source.dir));
+  const read = async (relative: string) =>
+    (await deps.store.find(storageKeys.backboneFile(name, relative)))?.body;
+  const decoder = new TextDecoder();
+  const entries = await Promise.all(
+    Object.entries(TEXT_BACKBONE_PATHS).map(async ([key, relative]) => [key, await read(relative)] as const),
+  );
+  const found = Object.fromEntries(
+    entries.flatMap(([key, body]) => (body ? [[key, key === 'model' ? body : decoder.decode(body)]] : [])),
+  ) as Partial<TextBackboneFiles>;
+  if (!found.model || !found.tokenizerJson) {
+    throw new GraftError(
+      'BACKBONE_NOT_FOUND',
+      `Put the sentence-transformer files under backbones/${name}/ in the store first (${REQUIRED_TEXT_BACKBONE_PATHS.join(', ')} at least).`,
+    );
+  }
+  return found as TextBackboneFiles;
+}
+
+async function fetchImageModel(deps: CoreDeps, name: string, source: Source): Promise<Uint8Array> {
+  if ('hub' in source) {
+    if (!source.file) {
+      throw new GraftError(
+        'INVALID_OPTIONS',
+        'An image backbone from the Hub needs `source.file`: the ONNX file in the repository.',
+      );
+    }
+    const { paths } = await resolveHubFiles({
+      repo: source.hub,
+      ...(source.revision ? { revision: source.revision } : {}),
+      files: [source.file],
+      ...hubSettings(deps),
+    });
+    return new Uint8Array(await readFile(paths[source.file] ?? ''));
+  }
+  if ('dir' in source) {
+    const file = localPath(deps, source.dir);
+    return new Uint8Array(
+      await readFile(file.endsWith('.onnx') ? file : path.join(file, IMAGE_MODEL_FILE)).catch(() => {
+        throw new GraftError(
+          'BACKBONE_NOT_FOUND',
+          `No ONNX model at ${file} (give the .onnx file or a directory with model.onnx).`,
+        );
+      }),
+    );
+  }
+  const stored = await deps.store.find(storageKeys.backboneFile(name, IMAGE_MODEL_FILE));
+  if (!stored) {
+    throw new GraftError(
+      'BACKBONE_NOT_FOUND',
+      `Put the ONNX model at backbones/${name}/${IMAGE_MODEL_FILE} in the store first.`,
+    );
+  }
+  return stored.body;
+}
+
+function hubSettings(deps: CoreDeps) {
+  if (!deps.hub) {
+    throw new GraftError('INVALID_OPTIONS', 'Hub downloads are not configured here; use a `store` source.');
+  }
+  const { endpoint, offline, token, cacheDir } = deps.hub;
+  return {
+    cacheDir,
+    ...(endpoint ? { endpoint } : {}),
+    ...(offline ? { offline } : {}),
+    ...(token ? { token } : {}),
+  };
+}
+
+function localPath(deps: CoreDeps, dir: string): string {
+  if (!deps.allowDirSources) {
+    throw new GraftError(
+      'INVALID_OPTIONS',
+      'Directory sources work only on a local Graft; use a `hub` or `store` source.',
+    );
+  }
+  return path.resolve(dir);
+}
+
+export async function getBackboneManifest(deps: CoreDeps, name: string) {
+  const builtIn = BUILT_IN[name];
+  if (builtIn) return { name, config: builtIn, source: { builtIn: true }, files: [], createdAt: null };
+  await resolveBackbone(deps, name);
+  const found = await findJson(
+    deps.store,
+    storageKeys.backboneManifest(checkName(name, 'backbone name')),
+    BackboneManifestSchema,
+  );
+  if (!found) throw new GraftError('BACKBONE_NOT_FOUND', `Backbone "${name}" is not known.`);
+  return found.value;
 }

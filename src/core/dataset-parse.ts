@@ -83,7 +83,14 @@ export function parseDataset(body: Uint8Array, format: DatasetFormat): DatasetRo
  */
 export function validateForTraining(
   rows: DatasetRow[],
-  { minExamplesPerLabel = 5 }: { minExamplesPerLabel?: number } = {},
+  {
+    minExamplesPerLabel = 5,
+    knownLabelCounts = {},
+  }: {
+    minExamplesPerLabel?: number;
+    /** Examples per label the task already has (earlier dataset versions): they count towards the minimums. */
+    knownLabelCounts?: Record<string, number>;
+  } = {},
 ): { rows: DatasetRow[]; report: DatasetReport } {
   if (!Number.isInteger(minExamplesPerLabel) || minExamplesPerLabel < 1) {
     throw new GraftError(
@@ -145,7 +152,7 @@ export function validateForTraining(
   }
   const unlabelled = kept.length - labelled;
 
-  if (labelled === 0) {
+  if (Object.keys(knownLabelCounts).length < 2 && labelled === 0) {
     throw new GraftError(
       'INVALID_DATASET',
       `None of the ${kept.length} rows has a label: give examples a "label" (a label column in CSV). ` +
@@ -153,7 +160,10 @@ export function validateForTraining(
       { details: { rows: kept.length } },
     );
   }
-  const labelNames = Object.keys(labels);
+  // Earlier dataset versions of the task count: an upload may add examples of one label only.
+  const total: Record<string, number> = { ...knownLabelCounts };
+  for (const [label, count] of Object.entries(labels)) total[label] = (total[label] ?? 0) + count;
+  const labelNames = Object.keys(total);
   if (labelNames.length < 2) {
     const [only = ''] = labelNames;
     throw new GraftError(
@@ -163,7 +173,7 @@ export function validateForTraining(
       { details: { labels } },
     );
   }
-  const rare = Object.entries(labels).filter(([, count]) => count < minExamplesPerLabel);
+  const rare = Object.entries(total).filter(([, count]) => count < minExamplesPerLabel);
   if (rare.length > 0) {
     const each = rare.map(
       ([label, count]) => `label ${JSON.stringify(label)} has ${plural(count, 'example')}`,

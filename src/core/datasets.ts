@@ -44,7 +44,14 @@ export async function ingestDataset(
   { source = 'api' }: { source?: string } = {},
 ): Promise<IngestResult> {
   const task = await getTask(deps, taskName);
-  const { rows, report } = validateForTraining(parseDataset(body, format));
+  const earlier = await listDatasets(deps, task.name);
+  const knownLabelCounts: Record<string, number> = {};
+  for (const manifest of earlier) {
+    for (const [label, count] of Object.entries(manifest.labels)) {
+      knownLabelCounts[label] = (knownLabelCounts[label] ?? 0) + count;
+    }
+  }
+  const { rows, report } = validateForTraining(parseDataset(body, format), { knownLabelCounts });
   if (task.labels) {
     const known = new Set(task.labels);
     const unknown = Object.keys(report.labels).filter((label) => !known.has(label));
@@ -82,9 +89,21 @@ export async function ingestDataset(
   deps.log.info('dataset stored', { task: task.name, dataset: id, rows: report.rows });
 
   const job = task.autoTrain
-    ? await createJob(deps, task.name, { datasets: (await listDatasets(deps, task.name)).map((d) => d.id) })
+    ? await createJob(deps, task.name, { datasets: [...earlier.map((d) => d.id), id] })
     : undefined;
   return { dataset, existing: false, job };
+}
+
+export async function getDatasetManifest(
+  deps: CoreDeps,
+  taskName: string,
+  id: string,
+): Promise<DatasetManifest> {
+  checkName(id, 'dataset id');
+  const found = await findJson(deps.store, storageKeys.datasetManifest(taskName, id), DatasetManifestSchema);
+  if (!found)
+    throw new GraftError('DATASET_NOT_FOUND', `Dataset "${id}" of task "${taskName}" does not exist.`);
+  return found.value;
 }
 
 /** The task's dataset versions, oldest first. */
@@ -112,15 +131,7 @@ export async function loadDatasetRows(
 ): Promise<StoredRow[]> {
   const rows: StoredRow[] = [];
   for (const id of datasetIds) {
-    checkName(id, 'dataset id');
-    const manifest = await findJson(
-      deps.store,
-      storageKeys.datasetManifest(taskName, id),
-      DatasetManifestSchema,
-    );
-    if (!manifest) {
-      throw new GraftError('DATASET_NOT_FOUND', `Dataset "${id}" of task "${taskName}" does not exist.`);
-    }
+    await getDatasetManifest(deps, taskName, id);
     const { body } = await deps.store.get(storageKeys.datasetData(taskName, id));
     for (const row of parseDataset(body, 'jsonl')) rows.push({ ...row, dataset: id });
   }

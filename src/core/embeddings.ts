@@ -1,5 +1,6 @@
-import { embed, tokenCount } from '../engine/index.js';
-import { resolveBackbone } from './backbones.js';
+import { embedWith, tokenCount } from '../engine/index.js';
+import { GraftError } from '../errors.js';
+import { openNamedBackbone } from './backbones.js';
 import type { CoreDeps } from './deps.js';
 
 export interface EmbeddingsRequest {
@@ -11,10 +12,16 @@ export interface EmbeddingsRequest {
 
 /** `POST /v1/embeddings` in OpenAI's response shape. */
 export async function embeddings(deps: CoreDeps, request: EmbeddingsRequest) {
-  const backbone = await resolveBackbone(deps, request.model);
+  const backbone = await openNamedBackbone(deps, request.model);
+  if (backbone.config.kind === 'image') {
+    throw new GraftError(
+      'BAD_REQUEST',
+      `"${request.model}" is an image backbone; /v1/embeddings embeds texts.`,
+    );
+  }
   const texts = typeof request.input === 'string' ? [request.input] : request.input;
-  const vectors = embed(backbone, texts, { dimensions: request.dimensions });
-  const tokens = texts.reduce((sum, text) => sum + tokenCount(backbone, text), 0);
+  const vectors = await embedWith(backbone, texts, { dimensions: request.dimensions });
+  const tokens = texts.reduce((sum, text) => sum + tokenCount(backbone.config, text), 0);
   return {
     object: 'list' as const,
     data: vectors.map((vector, index) => ({
@@ -25,7 +32,7 @@ export async function embeddings(deps: CoreDeps, request: EmbeddingsRequest) {
           ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString('base64')
           : Array.from(vector),
     })),
-    model: backbone.name,
+    model: backbone.config.name,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   };
 }

@@ -25,7 +25,11 @@ export const ModelCardSchema = z.object({
   labels: z.array(z.string()),
   datasets: z.array(z.string()),
   rows: z.object({ train: z.number().int(), validation: z.number().int() }),
+  /** Where the rows came from: the newest version, rehearsal, augmentation, unlabelled rows for self-training. */
+  data: z.record(z.string(), z.number()).optional(),
   metrics: z.record(z.string(), z.unknown()),
+  /** The candidate on the validation rows of earlier dataset versions alone: what forgetting would show in. */
+  earlierMetrics: z.record(z.string(), z.unknown()).optional(),
   hyperparameters: z.record(z.string(), z.unknown()),
   training: z.record(z.string(), z.unknown()),
   parity: z.object({ maxAbsDiff: z.number(), rows: z.number().int() }),

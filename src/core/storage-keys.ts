@@ -3,6 +3,9 @@
  * with `checkName`, so no user string becomes a key segment unchecked.
  */
 export const storageKeys = {
+  backbonesPrefix: () => 'backbones/',
+  backboneManifest: (name: string) => `backbones/${name}/manifest.json`,
+  backboneFile: (name: string, relative: string) => `backbones/${name}/${relative}`,
   task: (task: string) => `tasks/${task}/task.json`,
   tasksPrefix: () => 'tasks/',
   datasetsPrefix: (task: string) => `tasks/${task}/datasets/`,
@@ -18,6 +21,8 @@ export const storageKeys = {
   current: (task: string) => `tasks/${task}/current.json`,
   job: (jobId: string) => `jobs/${jobId}.json`,
   jobsPrefix: () => 'jobs/',
+  embeddingsCache: (backboneSha: string, datasetSha: string) =>
+    `cache/embeddings/${backboneSha}/${datasetSha}.f32`,
   apiKey: (keyId: string) => `auth/keys/${keyId}.json`,
   apiKeysPrefix: () => 'auth/keys/',
 } as const;

@@ -1,24 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   computeMetrics,
-  type Example,
   type Metrics,
   Predictor,
-  stratifiedSplit,
+  type RawInput,
   type TrainedClassifier,
   type TrainStage,
   trainClassifier,
 } from '../engine/index.js';
 import { GraftError, isCode, toGraftError } from '../errors.js';
-import { resolveBackbone } from './backbones.js';
-import { validateForTraining } from './dataset-parse.js';
-import { loadDatasetRows } from './datasets.js';
+import { openNamedBackbone, resolveBackbone } from './backbones.js';
+import { getDatasetManifest } from './datasets.js';
 import { type CoreDeps, nowIso } from './deps.js';
 import { getJob, isTerminal, type Job, type JobStage, updateJob, withEvent } from './jobs.js';
 import { writeJson } from './json-objects.js';
 import { findCard, findCurrent, type ModelCard, type PromotionDecision, setCurrent } from './models.js';
 import { storageKeys } from './storage-keys.js';
 import { getTask, type PromotionPolicy, type Task } from './tasks.js';
+import { buildTrainingSet, type LabelledRows, type TrainingSet } from './training-set.js';
 
 export interface WorkerOptions {
   /** Identifies this worker in the job record, so a second live worker leaves the job alone. */
@@ -86,6 +85,17 @@ export async function runJob(deps: CoreDeps, jobId: string, options: WorkerOptio
     const error = toGraftError(err);
     if (TRANSIENT_CODES.has(error.code) && !options.lastAttempt) {
       await reporter.stop();
+      // Give the job up, so that the next delivery takes it at once instead of waiting for this worker's
+      // heartbeat to go stale. When the store is what failed, this may fail too: staleness still frees it.
+      await updateJob(deps, jobId, (job) =>
+        job.worker?.id === workerId
+          ? withEvent(
+              { ...job, worker: undefined },
+              nowIso(deps),
+              `attempt ${job.attempts} failed (${error.code}); it will be retried`,
+            )
+          : job,
+      ).catch(() => {});
       deps.log.warn('job attempt failed; the delivery will be retried', { jobId, code: error.code });
       throw error;
     }
@@ -135,6 +145,7 @@ class JobReporter {
   readonly controller = new AbortController();
   cancelled = false;
   private chain: Promise<unknown> = Promise.resolve();
+  private waiting: ((job: Job) => Job)[] | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastWrite = 0;
   private stage: JobStage = 'validating';
@@ -168,6 +179,11 @@ class JobReporter {
     if (this.controller.signal.aborted) throw this.controller.signal.reason;
   }
 
+  /** Resolves once every change made so far is in the record (or failed to get there). */
+  async settle() {
+    await this.chain.catch(() => {});
+  }
+
   async stop() {
     clearInterval(this.timer);
     await this.chain.catch(() => {});
@@ -179,19 +195,29 @@ class JobReporter {
     return value;
   }
 
+  // Changes made while a write is waiting join that write: the record then trails the pipeline by at most one
+  // write, however fast progress comes (an epoch of a small dataset takes less than one store write).
   private write(change: (job: Job) => Job) {
     this.lastWrite = Date.now();
+    if (this.waiting) {
+      this.waiting.push(change);
+      return this.chain;
+    }
+    const changes = [change];
+    this.waiting = changes;
     this.chain = this.chain
       .catch(() => {})
-      .then(() =>
-        updateJob(this.deps, this.job.id, (job) => {
+      .then(() => {
+        this.waiting = undefined;
+        return updateJob(this.deps, this.job.id, (job) => {
           if (job.cancelRequested && !this.cancelled) {
             this.cancelled = true;
             this.controller.abort(new GraftError('CONFLICT', 'the job was cancelled'));
           }
-          return change({ ...job, worker: { id: this.workerId, heartbeatAt: nowIso(this.deps) } });
-        }),
-      );
+          const alive: Job = { ...job, worker: { id: this.workerId, heartbeatAt: nowIso(this.deps) } };
+          return changes.reduce((next: Job, apply) => apply(next), alive);
+        });
+      });
     return this.chain;
   }
 }
@@ -206,47 +232,59 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
   const timings: Record<string, number> = {};
   const started = Date.now();
   const task = await getTask(deps, job.task);
-  const backbone = await resolveBackbone(deps, task.backbone);
-
-  // validating
-  reporter.progress('validating', 0, `reading ${job.datasets.length} dataset version(s)`);
-  const rows = await loadDatasetRows(deps, task.name, job.datasets);
-  // A text labelled again in a later dataset version takes its latest label.
-  const latest = new Map<string, string>();
-  for (const row of rows)
-    if (row.text !== undefined && row.label !== undefined) latest.set(row.text, row.label);
-  const { report } = validateForTraining([...latest].map(([text, label]) => ({ text, label })));
-  const examples: Example[] = [...latest].map(([text, label]) => ({ text, label }));
-  const labels = task.labels ?? Object.keys(report.labels).sort();
+  const backbone = await openNamedBackbone(deps, task.backbone);
   const seed = job.hyperparameters?.seed ?? 42;
-  const { train, validation } = stratifiedSplit(examples, { validationFraction: 0.2, seed });
+
+  // validating and embedding: dataset versions -> rehearsal sample, per-version splits, cached features
+  reporter.progress('validating', 0, `reading ${job.datasets.length} dataset version(s)`);
+  const manifests = await Promise.all(job.datasets.map((id) => getDatasetManifest(deps, task.name, id)));
+  checkHeadSize(
+    backbone,
+    task.labels?.length ?? new Set(manifests.flatMap((m) => Object.keys(m.labels))).size,
+  );
   timings.validatingMs = Date.now() - started;
-  reporter.progress('validating', 1, `${train.length} training rows, ${validation.length} validation rows`);
+  const set = await buildTrainingSet(deps, task, manifests, backbone, {
+    seed,
+    signal: reporter.controller.signal,
+    onProgress: (fraction, message) => reporter.progress('embedding', fraction, message),
+  });
+  reporter.progress(
+    'embedding',
+    1,
+    `${set.train.labels.length} training rows (${set.report.rehearsedRows} rehearsed from earlier versions), ${set.validation.labels.length} validation rows`,
+  );
   reporter.checkCancelled();
 
-  // embedding, training, evaluating, exporting (inside the engine, which also checks ONNX parity)
-  const trained = await trainClassifier(train, validation, {
+  // training, evaluating, exporting (inside the engine, which also checks ONNX parity)
+  const trained = await trainClassifier(set.train, set.validation, {
     backbone,
-    labels,
+    labels: set.labels,
+    ...(task.labelDescriptions ? { labelDescriptions: task.labelDescriptions } : {}),
     strategy: job.strategy ?? task.strategy,
     hyperparameters: job.hyperparameters,
     seed,
+    ...(set.unlabelled ? { unlabelled: set.unlabelled, selfTraining: task.training.selfTraining } : {}),
+    validationInputs: set.validation.inputs,
+    executionProviders: deps.executionProviders,
     signal: reporter.controller.signal,
     onProgress: (stage: TrainStage, fraction: number, message?: string) =>
-      reporter.progress(stage, fraction, message),
+      reporter.progress(stage === 'embedding' ? 'training' : stage, fraction, message),
   });
   reporter.checkCancelled();
 
   // evaluating against the model in service, on the same rows
   reporter.progress('evaluating', 0.5, 'comparing with the model in service');
-  const decision = await decidePromotion(deps, task, validation, trained);
+  const evaluation = await evaluateOnValidation(deps, trained, set.validation);
+  const decision = await decidePromotion(deps, task, set.validation, trained, evaluation);
   reporter.checkCancelled();
 
   // publishing: the model file first, then its card (which makes the version visible), then the pointer
   reporter.progress('publishing', 0, `publishing ${job.modelVersion}`);
+  // The record says "publishing" before any artifact is written: it never trails what the store holds.
+  await reporter.settle();
   const card = await publish(deps, job, task, trained, decision, {
-    train: train.length,
-    validation: validation.length,
+    data: set.report,
+    earlierMetrics: evaluation.earlier,
     timingsMs: { ...timings, ...trained.timingsMs, totalMs: Date.now() - started },
   });
   let promoted = false;
@@ -257,10 +295,27 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
       promoted = true;
     } catch (err) {
       if (!isCode(err, 'CONFLICT')) throw err;
-      reason = `not promoted: ${(err as Error).message}`;
+      // A retried delivery whose earlier attempt set the pointer and died before recording it.
+      if ((await findCurrent(deps, task.name))?.version === card.version) promoted = true;
+      else reason = `not promoted: ${(err as Error).message}`;
     }
   }
   return { promoted, reason, metrics: summary(trained.metrics) };
+}
+
+// A linear head is dims x labels float32 weights, held several times over while training (weights, best copy,
+// AdamW moments, the exported file, the parity session): past this a worker runs out of memory instead of failing.
+const MAX_HEAD_BYTES = 256 * 1024 * 1024;
+
+function checkHeadSize(backbone: { dims: number; config: { name: string } }, labels: number) {
+  const bytes = backbone.dims * labels * 4;
+  if (bytes <= MAX_HEAD_BYTES) return;
+  const maxLabels = Math.floor(MAX_HEAD_BYTES / (backbone.dims * 4));
+  throw new GraftError(
+    'INVALID_DATASET',
+    `${labels} labels are too many for backbone "${backbone.config.name}" (${backbone.dims} features): its head would hold ${Math.round(bytes / 2 ** 20)} MiB of weights, at most ${MAX_HEAD_BYTES / 2 ** 20} MiB fit. Use at most ${maxLabels} labels (merge the rare ones), or a backbone with fewer features.`,
+    { details: { labels, maxLabels } },
+  );
 }
 
 function summary(metrics: Metrics) {
@@ -268,12 +323,36 @@ function summary(metrics: Metrics) {
   return { accuracy, macroF1, logLoss, ece, validationRows: n };
 }
 
+export interface ValidationEvaluation {
+  /** The candidate's metrics on the rows of earlier dataset versions alone (rehearsal check), when there are some. */
+  earlier: Metrics | undefined;
+}
+
+/** Runs the exported candidate on the validation rows kept from earlier dataset versions. */
+async function evaluateOnValidation(
+  deps: CoreDeps,
+  candidate: TrainedClassifier,
+  validation: LabelledRows & { fromEarlier: boolean[] },
+): Promise<ValidationEvaluation> {
+  const rows = validation.fromEarlier.flatMap((earlier, i) => (earlier ? [i] : []));
+  if (rows.length === 0) return { earlier: undefined };
+  const predictor = await Predictor.load(candidate.onnx, { executionProviders: deps.executionProviders });
+  try {
+    const probabilities = await predictor.predict(rows.map((i) => validation.inputs[i] as RawInput));
+    const labels = rows.map((i) => validation.labels[i] as string);
+    return { earlier: metricsInLabelSpace(labels, probabilities, predictor.labels, candidate.labels) };
+  } finally {
+    await predictor.dispose();
+  }
+}
+
 /** Scores the model in service on the candidate's validation rows and applies the task's promotion policy. */
 export async function decidePromotion(
   deps: CoreDeps,
   task: Task,
-  validation: Example[],
+  validation: LabelledRows,
   candidate: TrainedClassifier,
+  evaluation: ValidationEvaluation = { earlier: undefined },
 ): Promise<PromotionDecision> {
   const current = await findCurrent(deps, task.name);
   if (!current) return { promote: true, reason: 'first model of the task' };
@@ -286,18 +365,23 @@ export async function decidePromotion(
     };
   }
   const { body } = await deps.store.get(storageKeys.modelFile(task.name, current.version));
-  const predictor = await Predictor.load(body);
+  const predictor = await Predictor.load(body, { executionProviders: deps.executionProviders });
   let served: Metrics;
   try {
-    const probabilities = await predictor.predict(validation.map((row) => row.text));
-    served = metricsInLabelSpace(validation, probabilities, predictor.labels, candidate.labels);
+    const probabilities = await predictor.predict(validation.inputs);
+    served = metricsInLabelSpace(validation.labels, probabilities, predictor.labels, candidate.labels);
   } finally {
     await predictor.dispose();
   }
+  const n = validation.labels.length;
   const comparison = {
-    candidate: { macroF1: candidate.metrics.macroF1, accuracy: candidate.metrics.accuracy },
+    candidate: {
+      macroF1: candidate.metrics.macroF1,
+      accuracy: candidate.metrics.accuracy,
+      ...(evaluation.earlier ? { earlierRowsMacroF1: evaluation.earlier.macroF1 } : {}),
+    },
     current: { version: current.version, macroF1: served.macroF1, accuracy: served.accuracy },
-    rows: validation.length,
+    rows: n,
   };
   if (policy.mode === 'always') {
     return {
@@ -313,7 +397,7 @@ export async function decidePromotion(
       promote: false,
       against: current.version,
       comparison,
-      reason: `macro-F1 ${fmt(candidate.metrics.macroF1)} is below ${current.version}'s ${fmt(served.macroF1)} on the same ${validation.length} validation rows`,
+      reason: `macro-F1 ${fmt(candidate.metrics.macroF1)} is below ${current.version}'s ${fmt(served.macroF1)} on the same ${n} validation rows`,
     };
   }
   const worse = candidate.labels.flatMap((label) => {
@@ -343,7 +427,7 @@ const fmt = (x: number) => x.toFixed(3);
 
 /** The served model may know other labels than the candidate: score it in the union of both label sets. */
 function metricsInLabelSpace(
-  rows: Example[],
+  trueLabels: readonly string[],
   probabilities: Float32Array[],
   modelLabels: string[],
   labels: string[],
@@ -358,7 +442,7 @@ function metricsInLabelSpace(
     return out;
   });
   return computeMetrics(
-    rows.map((row) => space.indexOf(row.label)),
+    trueLabels.map((label) => space.indexOf(label)),
     mapped,
     space,
   );
@@ -370,7 +454,11 @@ async function publish(
   task: Task,
   trained: TrainedClassifier,
   promotion: PromotionDecision,
-  extra: { train: number; validation: number; timingsMs: Record<string, number> },
+  extra: {
+    data: TrainingSet['report'];
+    earlierMetrics: Metrics | undefined;
+    timingsMs: Record<string, number>;
+  },
 ): Promise<ModelCard> {
   const version = job.modelVersion;
   const already = await findCard(deps, task.name, version);
@@ -390,13 +478,22 @@ async function publish(
     jobId: job.id,
     createdAt: nowIso(deps),
     backbone: { ...(await resolveBackbone(deps, task.backbone)) },
-    strategy: job.strategy ?? task.strategy,
+    strategy: trained.strategy,
     labels: trained.labels,
     datasets: job.datasets,
-    rows: { train: extra.train, validation: extra.validation },
+    rows: { train: extra.data.newRows + extra.data.rehearsedRows, validation: extra.data.validationRows },
+    data: extra.data,
     metrics: { ...trained.metrics },
+    ...(extra.earlierMetrics ? { earlierMetrics: { ...extra.earlierMetrics } } : {}),
     hyperparameters: { ...trained.hyperparameters },
-    training: { epochs: trained.epochs, temperature: trained.temperature, history: trained.history },
+    training: {
+      requestedStrategy: job.strategy ?? task.strategy,
+      candidates: trained.candidates,
+      ...(trained.selfTraining ? { selfTraining: trained.selfTraining } : {}),
+      epochs: trained.epochs,
+      temperature: trained.temperature,
+      history: trained.history,
+    },
     parity: trained.parity,
     promotion,
     model: { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.byteLength },

@@ -6,11 +6,14 @@ import { serve } from '@hono/node-server';
 import { createApp } from '../../api/app.js';
 import type { LocalConfig } from '../../config.js';
 import { sha256Hex } from '../../core/auth.js';
+import { boundedObjectStore } from '../../core/bounded-object-store.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { createLogger, type Logger } from '../../core/logger.js';
+import type { MicroBatchOptions } from '../../core/micro-batch.js';
 import { ModelCache } from '../../core/predict.js';
 import { runQueueWorker } from '../../core/queue-worker.js';
 import { DirObjectStore } from './dir-object-store.js';
+import { HmacSignedUrls, uploadSecretFromDataDir } from './hmac-signed-urls.js';
 import { LocalJobQueue } from './local-job-queue.js';
 
 export interface LocalPlatformOptions {
@@ -22,6 +25,10 @@ export interface LocalPlatformOptions {
   log?: Logger;
   /** Called once with the admin key when one is created in the data directory. */
   onAdminKeyCreated?: (key: string, file: string) => void;
+  /** Coalescing of concurrent predict requests into one ONNX Runtime call (on by default); false turns it off. */
+  microBatch?: MicroBatchOptions | false;
+  /** Longest a store call may take before it fails with STORAGE_UNAVAILABLE (503). @default 10_000 */
+  storeTimeoutMs?: number;
 }
 
 export interface LocalPlatform {
@@ -30,10 +37,18 @@ export interface LocalPlatform {
   close(): Promise<void>;
 }
 
-/** The local store and queue: the same layout as the bucket, under the data directory. */
-export function createLocalDeps(dataDir: string, log: Logger, visibilityTimeoutMs = 30_000): CoreDeps {
+/**
+ * The local store and queue: the same layout as the bucket, under the data directory. Store calls are bounded by
+ * `storeTimeoutMs`, so a stuck disk or lock answers 503 instead of hanging a request or a job.
+ */
+export function createLocalDeps(
+  dataDir: string,
+  log: Logger,
+  visibilityTimeoutMs = 30_000,
+  storeTimeoutMs = 10_000,
+): CoreDeps {
   return {
-    store: new DirObjectStore(path.join(dataDir, 'store')),
+    store: boundedObjectStore(new DirObjectStore(path.join(dataDir, 'store')), { timeoutMs: storeTimeoutMs }),
     queue: new LocalJobQueue({
       dir: path.join(dataDir, 'queue'),
       defaultVisibilityTimeoutMs: visibilityTimeoutMs,
@@ -50,16 +65,29 @@ export async function startLocalPlatform(
   config: LocalConfig,
   options: LocalPlatformOptions = {},
 ): Promise<LocalPlatform> {
-  const { worker = true, visibilityTimeoutMs = 30_000, heartbeatMs = 5_000 } = options;
+  const {
+    worker = true,
+    visibilityTimeoutMs = 30_000,
+    heartbeatMs = 5_000,
+    microBatch = {},
+    storeTimeoutMs = 10_000,
+  } = options;
   const log = options.log ?? createLogger(config.logLevel);
   await mkdir(config.dataDir, { recursive: true });
-  const deps = createLocalDeps(config.dataDir, log, visibilityTimeoutMs);
+  const deps: CoreDeps = {
+    ...createLocalDeps(config.dataDir, log, visibilityTimeoutMs, storeTimeoutMs),
+    hub: { ...config.hub, cacheDir: config.hub.cacheDir ?? path.join(config.dataDir, 'cache', 'hub') },
+    allowDirSources: true,
+  };
   const adminKey = config.apiKey ?? (await adminKeyFromDataDir(config.dataDir, options.onAdminKeyCreated));
+  // Upload URLs point back at this server (PUT /v1/uploads/{token}), which ingests the file at once.
+  const signedUrls = new HmacSignedUrls(await uploadSecretFromDataDir(config.dataDir));
 
   const app = createApp({
     ...deps,
     auth: { adminKeySha256: sha256Hex(adminKey) },
-    models: new ModelCache(deps),
+    models: new ModelCache(deps, { microBatch }),
+    signedUrls,
     limits: { maxUploadBytes: config.maxUploadBytes },
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
