@@ -1,6 +1,7 @@
-import { Predictor } from '../engine/index.js';
+import { Predictor, type RawInput } from '../engine/index.js';
 import { GraftError } from '../errors.js';
 import type { CoreDeps } from './deps.js';
+import { MicroBatcher, type MicroBatchOptions } from './micro-batch.js';
 import { type Current, findCurrent } from './models.js';
 import { storageKeys } from './storage-keys.js';
 import { getTask } from './tasks.js';
@@ -10,12 +11,26 @@ export interface ModelCacheOptions {
   refreshMs?: number;
   /** Loaded models kept in memory; the least recently used is dropped beyond this. */
   maxModels?: number;
+  /**
+   * Coalesce concurrent predictions for the same model version into one ONNX Runtime call. For long-running
+   * servers, where requests overlap; not for Lambda, where one invocation is one request. Off unless given.
+   */
+  microBatch?: MicroBatchOptions | false;
 }
 
 interface Loaded {
   predictor: Promise<Predictor>;
   usedAt: number;
+  /** Predictions running on it now. */
+  inFlight: number;
+  /** Dropped from the cache: released once no prediction runs on it. */
+  retired: boolean;
+  idle?: () => void;
 }
+
+// A dropped model is released after this, or when its last running prediction ends if that is later. Callers of
+// served() (not counted) are assumed done with it by then.
+const RETIRE_GRACE_MS = 2_000;
 
 /**
  * Keeps each task's served model loaded: the pointer (current.json) is re-read after `refreshMs`, so a newly
@@ -27,17 +42,47 @@ export class ModelCache {
   private readonly models = new Map<string, Loaded>();
   private readonly refreshMs: number;
   private readonly maxModels: number;
+  /** Present when micro-batching is on; its `stats` count requests and ONNX Runtime runs. */
+  readonly batcher: MicroBatcher<Predictor, RawInput, Float32Array> | undefined;
 
   constructor(
     private readonly deps: CoreDeps,
-    { refreshMs = 0, maxModels = 8 }: ModelCacheOptions = {},
+    { refreshMs = 0, maxModels = 8, microBatch = false }: ModelCacheOptions = {},
   ) {
     this.refreshMs = refreshMs;
     this.maxModels = maxModels;
+    this.batcher =
+      microBatch === false
+        ? undefined
+        : new MicroBatcher(
+            (predictor: Predictor, inputs: RawInput[]) => predictor.predict(inputs),
+            microBatch,
+          );
+  }
+
+  /** Calibrated probabilities of texts or images from the task's model in service (batched with concurrent calls when on). */
+  async predict(task: string, inputs: RawInput[]) {
+    const { version, loaded } = await this.load(task);
+    loaded.inFlight++;
+    try {
+      const predictor = await loaded.predictor;
+      const probabilities = this.batcher
+        ? await this.batcher.submit(predictor, inputs)
+        : await predictor.predict(inputs);
+      return { version, labels: predictor.labels, probabilities };
+    } finally {
+      loaded.inFlight--;
+      if (loaded.inFlight === 0) loaded.idle?.();
+    }
   }
 
   /** The task's model in service, loaded; NO_MODEL when none has been promoted yet. */
   async served(task: string): Promise<{ version: string; predictor: Predictor }> {
+    const { version, loaded } = await this.load(task);
+    return { version, predictor: await loaded.predictor };
+  }
+
+  private async load(task: string): Promise<{ version: string; loaded: Loaded }> {
     const current = await this.pointer(task);
     if (!current) {
       await getTask(this.deps, task); // unknown task: TASK_NOT_FOUND rather than NO_MODEL
@@ -51,14 +96,21 @@ export class ModelCache {
     if (!loaded) {
       const predictor = this.deps.store
         .get(storageKeys.modelFile(task, current.version))
-        .then(({ body }) => Predictor.load(body));
-      loaded = { predictor, usedAt: Date.now() };
+        .then(({ body }) => Predictor.load(body, { executionProviders: this.deps.executionProviders }));
+      loaded = { predictor, usedAt: Date.now(), inFlight: 0, retired: false };
       this.models.set(key, loaded);
-      predictor.catch(() => this.models.delete(key));
+      predictor.catch(() => {
+        if (this.models.get(key) === loaded) this.models.delete(key);
+      });
+      // The task's earlier versions can no longer be served: release them now rather than when the cache fills
+      // (a retrain every few seconds would otherwise keep maxModels sessions alive per task).
+      for (const [other, old] of this.models) {
+        if (other !== key && other.startsWith(`${task}/`)) this.retire(other, old);
+      }
       this.evict();
     }
     loaded.usedAt = Date.now();
-    return { version: current.version, predictor: await loaded.predictor };
+    return { version: current.version, loaded };
   }
 
   private async pointer(task: string): Promise<Current | undefined> {
@@ -72,10 +124,20 @@ export class ModelCache {
   private evict() {
     while (this.models.size > this.maxModels) {
       const [oldestKey, oldest] = [...this.models].reduce((a, b) => (b[1].usedAt < a[1].usedAt ? b : a));
-      this.models.delete(oldestKey);
-      // Requests already holding the predictor finish before its native session is released.
-      setTimeout(() => void oldest.predictor.then((p) => p.dispose()).catch(() => {}), 30_000).unref();
+      this.retire(oldestKey, oldest);
     }
+  }
+
+  private retire(key: string, loaded: Loaded) {
+    if (this.models.get(key) === loaded) this.models.delete(key);
+    if (loaded.retired) return;
+    loaded.retired = true;
+    const release = () => void loaded.predictor.then((p) => p.dispose()).catch(() => {});
+    setTimeout(() => {
+      // Predictions already running on it finish before its native session is released.
+      if (loaded.inFlight === 0) release();
+      else loaded.idle = release;
+    }, RETIRE_GRACE_MS).unref();
   }
 }
 
@@ -85,18 +147,17 @@ export interface Prediction {
   scores: Record<string, number>;
 }
 
-export async function predict(cache: ModelCache, task: string, texts: string[]) {
-  const { version, predictor } = await cache.served(task);
-  const probabilities = await predictor.predict(texts);
+export async function predict(cache: ModelCache, task: string, inputs: RawInput[]) {
+  const { version, labels, probabilities } = await cache.predict(task, inputs);
   const predictions: Prediction[] = probabilities.map((row) => {
     let best = 0;
     const scores: Record<string, number> = {};
-    predictor.labels.forEach((label, i) => {
+    labels.forEach((label, i) => {
       const p = row[i] ?? 0;
       scores[label] = p;
       if (p > (row[best] ?? 0)) best = i;
     });
-    return { label: predictor.labels[best] ?? '', score: row[best] ?? 0, scores };
+    return { label: labels[best] ?? '', score: row[best] ?? 0, scores };
   });
   return { model: { task, version }, predictions };
 }

@@ -1,0 +1,137 @@
+// Item 3 of `npm run bench`: texts/s of a MiniLM-sized text backbone through Graft's engine and through
+// `POST /v1/embeddings`, against transformers.js (@huggingface/transformers) running the same local files.
+import path from 'node:path';
+import { env, pipeline } from '@huggingface/transformers';
+import { embedTexts, loadTextBackbone, readTextBackboneDir } from '../src/engine/backbones/text.js';
+import { OnnxSession } from '../src/runtime/onnx.js';
+import type { ChildServer } from '../test/support/child-server.js';
+import { writeTinyBertLayout } from '../test/support/tiny-bert.js';
+import { closedLoop, interleaved, medianOf, type RepeatedLoad, type Row } from './lib.js';
+
+/** all-MiniLM-L6-v2's shape (hidden 384, 6 layers, 12 heads, FFN 1536) with seeded random weights. */
+export const MINILM_L6 = {
+  hidden: 384,
+  layers: 6,
+  heads: 12,
+  intermediate: 1536,
+  maxPositions: 512,
+  modelMaxLength: 128,
+};
+
+/** Writes the layout to `<root>/<name>`; returns its directory. */
+export async function writeMiniLm(root: string, name: string, options: Partial<typeof MINILM_L6> = {}) {
+  const dir = path.join(root, name);
+  await writeTinyBertLayout(dir, { ...MINILM_L6, ...options, seed: 7 });
+  return dir;
+}
+
+export async function embeddingsBench({
+  root,
+  texts,
+  server,
+  apiKey,
+  load,
+}: {
+  root: string;
+  texts: string[];
+  server: () => Promise<ChildServer>;
+  apiKey: string;
+  load: { repeats: number; durationMs: number; warmUpMs: number };
+}): Promise<Row[]> {
+  // A request of 32 texts takes a second or more here: runs long enough to hold several.
+  const slow = { ...load, durationMs: load.durationMs * 2, warmUpMs: load.warmUpMs * 2 };
+  const name = 'minilm-l6';
+  const dir = await writeMiniLm(root, name);
+  const rows: Row[] = [];
+  const results = new Map<number, Record<'engine' | 'peer' | 'api', RepeatedLoad>>();
+  const backbone = await loadTextBackbone(await readTextBackboneDir(dir), { name });
+  const session = await OnnxSession.create(backbone.graph);
+  // the peer: transformers.js on the same files, no downloads
+  env.allowRemoteModels = false;
+  env.allowLocalModels = true;
+  env.localModelPath = root;
+  const extractor = await pipeline('feature-extraction', name, { dtype: 'fp32' });
+  // the API: the same backbone registered from the directory, one client
+  const running = await server();
+  try {
+    const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
+    const registered = await fetch(`${running.url}/v1/backbones/${name}`, {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify({ kind: 'text', source: { dir } }),
+    });
+    if (!registered.ok)
+      throw new Error(`registering ${name}: ${registered.status} ${await registered.text()}`);
+    for (const batch of [1, 32]) {
+      const inputs = texts.slice(0, batch);
+      const body = JSON.stringify({ model: name, input: inputs });
+      const once = { concurrency: 1 };
+      results.set(
+        batch,
+        await interleaved(
+          {
+            engine: (ms) =>
+              closedLoop(() => embedTexts(backbone, session, inputs), { ...once, durationMs: ms }),
+            peer: (ms) =>
+              closedLoop(() => extractor(inputs, { pooling: 'mean', normalize: true }), {
+                ...once,
+                durationMs: ms,
+              }),
+            api: (ms) =>
+              closedLoop(
+                async () => {
+                  const response = await fetch(`${running.url}/v1/embeddings`, {
+                    method: 'POST',
+                    headers,
+                    body,
+                  });
+                  if (!response.ok) throw new Error(`${response.status}`);
+                  await response.arrayBuffer();
+                },
+                { ...once, durationMs: ms },
+              ),
+          },
+          slow,
+          (contender, repeat) =>
+            process.stderr.write(`item 3: ${contender}, batch ${batch}, run ${repeat + 1}/${load.repeats}\n`),
+        ),
+      );
+    }
+  } finally {
+    await running.stop();
+    await session.dispose();
+    await extractor.dispose();
+  }
+
+  const textsPerSecond = (r: RepeatedLoad, batch: number) => ({
+    median: r.requestsPerSecond.median * batch,
+    min: r.requestsPerSecond.min * batch,
+    max: r.requestsPerSecond.max * batch,
+    runs: r.requestsPerSecond.runs.map((x) => x * batch),
+  });
+  for (const batch of [1, 32]) {
+    const measuredBatch = results.get(batch);
+    if (!measuredBatch) continue;
+    const peer = textsPerSecond(measuredBatch.peer, batch);
+    for (const [key, what] of [
+      ['engine', 'engine (embedTexts)'],
+      ['api', 'POST /v1/embeddings'],
+    ] as const) {
+      const ours = measuredBatch[key];
+      const value = textsPerSecond(ours, batch);
+      const ratio = medianOf(value) / medianOf(peer);
+      rows.push({
+        item: '3',
+        what: `${what}, MiniLM-L6 shape, batch ${batch}: texts/s`,
+        value,
+        unit: 'texts/s',
+        reference: { what: 'transformers.js', value: peer },
+        ratio,
+        target: 'not slower (>= 1x)',
+        pass: ratio >= 1,
+        ...(ours.errors > 0 ? { note: `${ours.errors} errors` } : {}),
+      });
+    }
+  }
+  return rows;
+}
