@@ -280,7 +280,7 @@ export function planText(data: DatasetContext, o: PlanOptions): DatasetPlan {
         chosen(main),
         seconds(main.jobMs.card),
         tfidf === undefined ? '—' : `TF-IDF+LR ${tfidf}`,
-        target ? (target.met ? 'met' : 'NOT met') : '—',
+        target ? (o.quick ? 'n/a (quick)' : target.met ? 'met' : 'NOT met') : '—',
       ];
       return { json, text: lines.join('\n'), svg, summary };
     },
