@@ -12,7 +12,9 @@ try {
 }
 const counts = report.metadata?.vulnerabilities;
 if (!counts) {
-  console.log(`npm audit: the audit endpoint answered ${report.statusCode ?? '?'} (${report.message ?? 'no message'}); skipped.`);
+  console.log(
+    `npm audit: the audit endpoint answered ${report.statusCode ?? '?'} (${report.message ?? 'no message'}); skipped.`,
+  );
   process.exit(0);
 }
 const serious = (counts.high ?? 0) + (counts.critical ?? 0);
