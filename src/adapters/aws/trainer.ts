@@ -2,6 +2,7 @@ import type { AwsConfig } from '../../config.js';
 import { JobBusyError, runJob } from '../../core/worker.js';
 import { GraftError, toGraftError } from '../../errors.js';
 import { checkName } from '../../names.js';
+import { availableExecutionProviders } from '../../runtime/onnx.js';
 import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
 import { TRAINER_ENV, TRAINER_EXIT } from './trainer-contract.js';
 
@@ -49,9 +50,18 @@ export async function runTrainer(
   { jobId, attempt, maxAttempts }: TrainerInput,
   { clients = createAwsClients(config), heartbeatMs = 5_000 }: TrainerOptions = {},
 ): Promise<number> {
-  const deps = createAwsDeps(config, { clients });
+  // CUDA in the GPU container (backbone features, parity checks), CPU elsewhere.
+  const deps = {
+    ...createAwsDeps(config, { clients }),
+    executionProviders: await availableExecutionProviders(),
+  };
   const options = { heartbeatMs, workerId: `batch-${jobId}-${attempt}`, lastAttempt: attempt >= maxAttempts };
-  deps.log.info('trainer started', { jobId, attempt, maxAttempts });
+  deps.log.info('trainer started', {
+    jobId,
+    attempt,
+    maxAttempts,
+    executionProviders: deps.executionProviders,
+  });
   for (let busyRounds = 0; ; busyRounds++) {
     try {
       const job = await runJob(deps, jobId, options);
