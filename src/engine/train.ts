@@ -195,7 +195,7 @@ export const AUTO_SEARCH: Readonly<
   },
   dense: {
     logistic: [{ classWeights: 'none' }, { learningRate: 0.003 }],
-    mlp: [{ classWeights: 'none' }, { learningRate: 0.003 }, { dropout: 0.2 }],
+    mlp: [{ classWeights: 'none' }, { learningRate: 0.003 }, { dropout: 0.2 }, { hiddenSize: 64 }],
   },
 };
 
