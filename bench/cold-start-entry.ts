@@ -24,3 +24,5 @@ console.log(
     status: response.statusCode,
   }),
 );
+// The SDK's sockets would keep the process alive; Lambda freezes it instead.
+process.exit(0);

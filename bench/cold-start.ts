@@ -1,8 +1,9 @@
 // Item 5 of `npm run bench`: process start to first prediction of the API Lambda (module load, model fetched
 // from S3, first inference), against a bare `node` process started and ended in the same run.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createAwsClients } from '../src/adapters/aws/deps.js';
 import { S3ObjectStore } from '../src/adapters/aws/s3-object-store.js';
@@ -12,6 +13,7 @@ import { startLocalAws } from '../test/fixtures/aws/local-aws.js';
 import { type Measured, measured, type Row } from './lib.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+const run = promisify(execFile);
 const BUCKET = 'graft-bench';
 
 export interface ColdStartCase {
@@ -82,18 +84,17 @@ export async function coldStartBench({
     const runs = new Map<string, { total: number[]; module: number[] }>();
     // taking turns: a bare node start, then one cold start of each case
     for (let i = 0; i <= repeats; i++) {
-      // both clocks start with the process (performance.timeOrigin): a bare node reaches its first line at
-      const bareMs = Number(
-        execFileSync(process.execPath, ['-e', 'process.stdout.write(String(performance.now()))']),
-      );
+      // both clocks start with their process (performance.timeOrigin): how long a bare node takes to its first line
+      const bare0 = await run(process.execPath, ['-e', 'process.stdout.write(String(performance.now()))']);
+      const bareMs = Number(bare0.stdout);
       if (i > 0) bare.push(bareMs);
       for (const c of cases) {
         process.stderr.write(
           `item 5: cold start of ${c.task}, ${i === 0 ? 'warm-up' : `run ${i}/${repeats}`}\n`,
         );
-        const out = execFileSync(process.execPath, [bundled], {
+        // asynchronously: the local S3 server answering the child runs in this process
+        const { stdout: out } = await run(process.execPath, [bundled], {
           env: { ...env, BENCH_TASK: c.task, BENCH_INPUT: c.input },
-          encoding: 'utf8',
         });
         const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}');
         if (result.status !== 200) throw new Error(`cold start of ${c.task} answered ${result.status}`);

@@ -53,6 +53,7 @@ export async function embeddingsBench({
   const extractor = await pipeline('feature-extraction', name, { dtype: 'fp32' });
   // the API: the same backbone registered from the directory, one client
   const running = await server();
+  const startRss = running.rss();
   try {
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     const registered = await fetch(`${running.url}/v1/backbones/${name}`, {
@@ -97,6 +98,14 @@ export async function embeddingsBench({
         ),
       );
     }
+    rows.push({
+      item: '6',
+      what: 'server peak RSS, MiniLM-L6-shaped text backbone loaded, after the item-3 load',
+      value: running.peakRss() / 2 ** 20,
+      unit: 'MiB',
+      reference: { what: 'same process at start', value: startRss / 2 ** 20 },
+      ratio: running.peakRss() / startRss,
+    });
   } finally {
     await running.stop();
     await session.dispose();
