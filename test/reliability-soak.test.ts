@@ -10,9 +10,10 @@ const SOAK_SECONDS = Math.max(20, Number(process.env.GRAFT_SOAK_SECONDS) || 60);
 const CLIENTS = 8;
 // Memory is flat when the floor of the RSS (its lowest sample: what is left after garbage collection, whose
 // sawtooth swings the RSS by +-40 MB here) in the last third of the run after the warm-up is within this of the
-// floor in the first third. The windows are ~30 s and ~18,000 requests apart: a leak of 2 KB per request, or of
-// 3 MB per retrain, would show.
-const RSS_GROWTH_TOLERANCE = { ratio: 0.12, bytes: 32 * 1024 * 1024 };
+// floor in the first third. The floor itself was seen to drift by up to 37 MB between the windows on a healthy
+// run (allocator and retrained models coming and going), so the bound is 64 MB. The windows are ~30 s and
+// ~18,000 requests apart: a leak of 4 KB per request, or of 6 MB per retrain, would show.
+const RSS_GROWTH_TOLERANCE = { ratio: 0.25, bytes: 64 * 1024 * 1024 };
 const WARM_UP_FRACTION = 0.25;
 
 describe('soak: mixed predict, upload and job polling against a real server process', () => {
