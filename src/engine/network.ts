@@ -2,13 +2,13 @@
 // softmax directly (a linear head: the `logistic` strategy on dense features) or one hidden ReLU layer with
 // dropout (the `mlp` strategy). AdamW (lazy and exact on sparse inputs), class weights, early stopping.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { GraftError } from '../errors.js';
 import { DenseAdamW, SparseAdamW } from './adamw.js';
+import { EarlyStopping, type EpochRecord } from './early-stopping.js';
 import type { FeatureMatrix } from './features.js';
 import type { SparseVector } from './hash-ngrams.js';
 import { createRng, type Rng, shuffleInPlace } from './rng.js';
 import { SoftmaxHead, SparseGradient } from './softmax-head.js';
-import type { EpochRecord, Hyperparameters } from './train-logistic.js';
+import type { Hyperparameters } from './train-logistic.js';
 
 export interface NetworkHyperparameters extends Hyperparameters {
   /** Units of the hidden ReLU layer; 0 means none (a linear softmax head). */
@@ -674,9 +674,7 @@ export async function fitNetwork(
   const order = Int32Array.from({ length: n }, (_, i) => i);
   const validationWeights = classWeights.map((w) => (w > 0 ? w : 1));
   const draw: DropoutDraw | undefined = dropout > 0 && hiddenSize > 0 ? { rate: dropout, rng } : undefined;
-  const history: EpochRecord[] = [];
-  let bestLoss = Infinity;
-  let bestEpoch = 0;
+  const stopping = new EarlyStopping(patience, onEpoch);
   let lastYield = performance.now();
 
   for (let epoch = 1; epoch <= maxEpochs; epoch++) {
@@ -698,25 +696,12 @@ export async function fitNetwork(
     firstSparse?.flush();
     const trainLoss = lossSum / Math.max(n, 1);
     const validationLoss = networkLoss(network, validation.X, validation.labels, validationWeights, pass);
-    if (!Number.isFinite(trainLoss) || !Number.isFinite(validationLoss)) {
-      throw new GraftError(
-        'TRAINING_FAILED',
-        `Training diverged at epoch ${epoch} (train loss ${trainLoss}, validation loss ${validationLoss}): lower the learning rate (now ${learningRate}).`,
-      );
-    }
-    const record = { epoch, trainLoss, validationLoss };
-    history.push(record);
-    onEpoch?.(record);
-    if (validationLoss < bestLoss - 1e-9) {
-      bestLoss = validationLoss;
-      bestEpoch = epoch;
-      best.copyFrom(network);
-    } else if (epoch - bestEpoch >= patience) {
-      break;
-    }
+    const verdict = stopping.record(epoch, trainLoss, validationLoss, learningRate);
+    if (verdict === 'best') best.copyFrom(network);
+    else if (verdict === 'stop') break;
     await yieldToEventLoop();
     signal?.throwIfAborted();
     lastYield = performance.now();
   }
-  return { network: best, bestEpoch, history };
+  return { network: best, bestEpoch: stopping.bestEpoch, history: stopping.history };
 }

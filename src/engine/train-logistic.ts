@@ -1,6 +1,7 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GraftError } from '../errors.js';
 import { SparseAdamW } from './adamw.js';
+import { EarlyStopping, type EpochRecord } from './early-stopping.js';
 import type { SparseVector } from './hash-ngrams.js';
 import { createRng, shuffleInPlace } from './rng.js';
 import { batchLossAndGradient, SoftmaxHead, SparseGradient } from './softmax-head.js';
@@ -20,11 +21,7 @@ export interface Hyperparameters {
   patience: number;
 }
 
-export interface EpochRecord {
-  epoch: number;
-  trainLoss: number;
-  validationLoss: number;
-}
+export type { EpochRecord } from './early-stopping.js';
 
 export interface FitLogisticOptions {
   dims: number;
@@ -74,11 +71,9 @@ export async function fitLogistic(
   const order = Int32Array.from(train.rows.keys());
   const batchRows: SparseVector[] = [];
   const batchLabels = new Int32Array(batchSize);
-  const history: EpochRecord[] = [];
+  const stopping = new EarlyStopping(patience, onEpoch);
   // A label with no training rows weighs 0 in training; its validation rows still count, with weight 1.
   const validationWeights = classWeights.map((w) => (w > 0 ? w : 1));
-  let bestLoss = Infinity;
-  let bestEpoch = 0;
   let lastYield = performance.now();
 
   for (let epoch = 1; epoch <= maxEpochs; epoch++) {
@@ -104,27 +99,14 @@ export async function fitLogistic(
     optimizer.flush();
     const trainLoss = lossSum / order.length;
     const validationLoss = weightedLoss(head, validation, validationWeights);
-    if (!Number.isFinite(trainLoss) || !Number.isFinite(validationLoss)) {
-      throw new GraftError(
-        'TRAINING_FAILED',
-        `Training diverged at epoch ${epoch} (train loss ${trainLoss}, validation loss ${validationLoss}): lower the learning rate (now ${learningRate}).`,
-      );
-    }
-    const record = { epoch, trainLoss, validationLoss };
-    history.push(record);
-    onEpoch?.(record);
-    if (validationLoss < bestLoss - 1e-9) {
-      bestLoss = validationLoss;
-      bestEpoch = epoch;
-      best.copyFrom(head);
-    } else if (epoch - bestEpoch >= patience) {
-      break;
-    }
+    const verdict = stopping.record(epoch, trainLoss, validationLoss, learningRate);
+    if (verdict === 'best') best.copyFrom(head);
+    else if (verdict === 'stop') break;
     await yieldToEventLoop();
     signal?.throwIfAborted();
     lastYield = performance.now();
   }
-  return { head: best, bestEpoch, history };
+  return { head: best, bestEpoch: stopping.bestEpoch, history: stopping.history };
 }
 
 /** Class-weighted mean cross-entropy, `sum_i w[y_i] * CE_i / sum_i w[y_i]`. */
