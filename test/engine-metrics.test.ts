@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { fitTemperature, softmax, temperatureNll } from '../src/engine/calibration.js';
 import { computeMetrics, stratifiedSplit } from '../src/engine/index.js';
+import { predictionScores } from '../src/engine/metrics.js';
 import { createRng } from '../src/engine/rng.js';
+import { pairedStandardError, SELECTION_BOOTSTRAP_ROUNDS, selectTrial } from '../src/engine/train.js';
 
 const rows = (...values: number[][]) => values.map((v) => Float32Array.from(v));
 
@@ -68,6 +70,145 @@ describe('computeMetrics', () => {
 
   it('refuses rows of the wrong width', () => {
     expect(() => computeMetrics([0], rows([1, 0]), labels)).toThrowError(/3 probabilities/);
+  });
+});
+
+/** Seeded labels and predictions of `classes` labels, each prediction right with probability `hit`. */
+function guesses(n: number, classes: number, hit: number, seed: number, y?: Int32Array) {
+  const rng = createRng(seed);
+  const truth = y ?? Int32Array.from({ length: n }, () => rng.int(classes));
+  const predicted = Int32Array.from(truth, (t) => (rng.next() < hit ? t : rng.int(classes)));
+  return { y: truth, predicted };
+}
+
+const oneHot = (predicted: ArrayLike<number>, classes: number) =>
+  Array.from(predicted, (p) => Float64Array.from({ length: classes }, (_, c) => (c === p ? 1 : 0)));
+
+describe('predictionScores', () => {
+  it('agrees with computeMetrics on one-hot rows, labels never seen included', () => {
+    const classes = 7;
+    const { y, predicted } = guesses(300, classes - 1, 0.6, 11);
+    const names = Array.from({ length: classes }, (_, c) => `l${c}`);
+    const reference = computeMetrics(Array.from(y), oneHot(predicted, classes), names);
+    const got = predictionScores(y, predicted, classes);
+    expect(got.accuracy).toBeCloseTo(reference.accuracy, 12);
+    expect(got.macroF1).toBeCloseTo(reference.macroF1, 12);
+  });
+
+  it('weighs a row w times as w copies of it', () => {
+    const classes = 4;
+    const { y, predicted } = guesses(60, classes, 0.5, 12);
+    const weights = Int32Array.from(y, (_, i) => i % 3);
+    const copies = Array.from(y.keys()).flatMap((i) => new Array<number>(weights[i] as number).fill(i));
+    const reference = computeMetrics(
+      copies.map((i) => y[i] as number),
+      oneHot(
+        copies.map((i) => predicted[i] as number),
+        classes,
+      ),
+      ['a', 'b', 'c', 'd'],
+    );
+    const got = predictionScores(y, predicted, classes, weights);
+    expect(got.accuracy).toBeCloseTo(reference.accuracy, 12);
+    expect(got.macroF1).toBeCloseTo(reference.macroF1, 12);
+  });
+});
+
+describe("pairedStandardError (the bootstrap behind auto's choice)", () => {
+  it('equals a naive bootstrap that copies the resampled rows and scores them with computeMetrics', () => {
+    const classes = 3;
+    const a = guesses(80, classes, 0.7, 21);
+    const b = guesses(80, classes, 0.6, 22, a.y);
+    const names = ['x', 'y', 'z'];
+    // the same draws as the implementation: createRng(seed), n draws of rng.int(n) per round
+    const rng = createRng(5);
+    const differences: number[] = [];
+    for (let r = 0; r < SELECTION_BOOTSTRAP_ROUNDS; r++) {
+      const rows = Array.from({ length: 80 }, () => rng.int(80));
+      const score = (p: Int32Array) =>
+        computeMetrics(
+          rows.map((i) => a.y[i] as number),
+          oneHot(
+            rows.map((i) => p[i] as number),
+            classes,
+          ),
+          names,
+        ).macroF1;
+      differences.push(score(a.predicted) - score(b.predicted));
+    }
+    const mean = differences.reduce((s, d) => s + d, 0) / differences.length;
+    const sd = Math.sqrt(differences.reduce((s, d) => s + (d - mean) ** 2, 0) / (differences.length - 1));
+    expect(pairedStandardError(a.y, a.predicted, b.predicted, classes, 5)).toBeCloseTo(sd, 10);
+  });
+
+  it('is 0 for identical predictions and shrinks like 1/sqrt(n)', () => {
+    const small = guesses(200, 2, 0.8, 31);
+    expect(pairedStandardError(small.y, small.predicted, small.predicted, 2, 1)).toBe(0);
+    const se = (n: number) => {
+      const a = guesses(n, 2, 0.8, 32);
+      const b = guesses(n, 2, 0.8, 33, a.y);
+      return pairedStandardError(a.y, a.predicted, b.predicted, 2, 1);
+    };
+    // two independent 80% classifiers: sd of a per-row difference ~ sqrt(2 * .8 * .2) = 0.57
+    expect(se(400)).toBeGreaterThan(0.57 / Math.sqrt(400) / 2);
+    expect(se(400) / se(6400)).toBeGreaterThan(2.5);
+    expect(se(400) / se(6400)).toBeLessThan(6);
+  });
+});
+
+describe("auto's choice among candidates (selectTrial)", () => {
+  const trial = (strategy: 'centroid' | 'logistic' | 'mlp', y: Int32Array, predicted: Int32Array) => ({
+    spec: { strategy },
+    predicted,
+    macroF1: predictionScores(y, predicted, 4).macroF1,
+  });
+  const truth = guesses(300, 4, 1, 41).y;
+  const probe = trial('logistic', truth, guesses(300, 4, 0.7, 42, truth).predicted);
+
+  it('keeps the default linear probe when another candidate is better by less than one standard error', () => {
+    // the MLP disagrees with the probe on 23 rows: right on 13 the probe gets wrong, wrong on 10 it gets right
+    const predicted = Int32Array.from(probe.predicted);
+    let fixed = 0;
+    let broken = 0;
+    predicted.forEach((p, i) => {
+      const y = truth[i] as number;
+      if (p !== y && fixed < 13) {
+        predicted[i] = y;
+        fixed++;
+      } else if (p === y && broken < 10) {
+        predicted[i] = (y + 1) % 4;
+        broken++;
+      }
+    });
+    const mlp = trial('mlp', truth, predicted);
+    expect(mlp.macroF1).toBeGreaterThan(probe.macroF1);
+    const { trial: kept, report } = selectTrial(
+      [trial('centroid', truth, probe.predicted), probe, mlp],
+      truth,
+      4,
+      1,
+    );
+    expect(kept).toBe(probe);
+    expect(report.kept).toBe(1);
+    expect(report.incumbent).toBe(1);
+    expect(report.challenger?.index).toBe(2);
+    expect(report.challenger?.margin).toBeLessThanOrEqual(report.challenger?.standardError as number);
+    expect(report.reason).toMatch(/within one standard error/);
+  });
+
+  it('takes the best candidate that beats the probe by more than one standard error', () => {
+    const good = trial('mlp', truth, guesses(300, 4, 0.9, 43, truth).predicted);
+    const better = trial('centroid', truth, guesses(300, 4, 0.95, 44, truth).predicted);
+    const { trial: kept, report } = selectTrial([probe, good, better], truth, 4, 1);
+    expect(kept).toBe(better);
+    expect(report.kept).toBe(2);
+    expect(report.reason).toMatch(/more than one standard error/);
+  });
+
+  it('takes the best when no linear probe was tried', () => {
+    const good = trial('mlp', truth, guesses(300, 4, 0.9, 43, truth).predicted);
+    const { trial: kept } = selectTrial([trial('centroid', truth, probe.predicted), good], truth, 4, 1);
+    expect(kept).toBe(good);
   });
 });
 

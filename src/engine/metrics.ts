@@ -107,3 +107,45 @@ export function computeMetrics(
     n,
   };
 }
+
+/**
+ * Accuracy and macro-F1 of predicted label indices (the same definitions as `computeMetrics`), optionally with a
+ * weight per row: a bootstrap resample is the weights "how many times each row was drawn".
+ */
+export function predictionScores(
+  yTrue: ArrayLike<number>,
+  predicted: ArrayLike<number>,
+  classes: number,
+  weights?: ArrayLike<number>,
+): { accuracy: number; macroF1: number } {
+  const truePositives = new Float64Array(classes);
+  const support = new Float64Array(classes);
+  const predictedCount = new Float64Array(classes);
+  let total = 0;
+  let correct = 0;
+  for (let i = 0; i < yTrue.length; i++) {
+    const w = weights ? (weights[i] as number) : 1;
+    if (w === 0) continue;
+    const y = yTrue[i] as number;
+    const p = predicted[i] as number;
+    total += w;
+    support[y] = (support[y] as number) + w;
+    predictedCount[p] = (predictedCount[p] as number) + w;
+    if (p === y) {
+      correct += w;
+      truePositives[y] = (truePositives[y] as number) + w;
+    }
+  }
+  let f1Sum = 0;
+  let f1Count = 0;
+  for (let c = 0; c < classes; c++) {
+    const s = support[c] as number;
+    const q = predictedCount[c] as number;
+    if (s === 0 && q === 0) continue;
+    const tp = truePositives[c] as number;
+    // F1 = 2 tp / (support + predicted): the harmonic mean of precision and recall, 0 when either is.
+    f1Sum += (2 * tp) / (s + q);
+    f1Count++;
+  }
+  return { accuracy: total > 0 ? correct / total : 0, macroF1: f1Count > 0 ? f1Sum / f1Count : 0 };
+}
