@@ -138,7 +138,7 @@ async function main(): Promise<number> {
         : {}),
       shuffleWeights: options.datasets.includes('fashion-mnist') ? shuffleSeeds(options.seed) : undefined,
       training:
-        'jobs are queued by the upload with no hyperparameters, so the platform default seed applies; each run keeps its card hyperparameters',
+        "each task's training.seed: 42 + draw on all rows (text datasets: one run per seed, the figure is their mean), 42 on subsamples; every run lists its trainingSeed",
     },
     datasets: {} as Record<string, unknown>,
     runs: [] as unknown[],

@@ -15,7 +15,7 @@ export interface RunSpec {
   strategy: Strategy;
   /** Labelled examples per class, or every training row. */
   shots: number | 'all';
-  /** Which seeded draw of `shots` rows per class (0 for 'all'). */
+  /** Which seeded draw of `shots` rows per class; on all rows, which training seed (`trainingSeedFor`). */
   draw: number;
   /** `training.augment` of the task (the platform's default augmentation). */
   augment?: boolean;
@@ -27,6 +27,8 @@ export interface RunRecord {
   task: string;
   /** Seed of the stratified subsample (null: every row). */
   sampleSeed: number | null;
+  /** The task's `training.seed`. */
+  trainingSeed: number;
   trainRows: number;
   testRows: number;
   status: 'succeeded' | 'failed' | 'error';
@@ -85,6 +87,16 @@ export const specKey = (s: RunSpec) =>
 export const sampleSeedFor = (base: number, dataset: string, shots: number, draw: number) =>
   deriveSeed(base, dataset, shots, draw);
 
+/** The platform's default training seed (a task's `training.seed`). */
+export const DEFAULT_TRAINING_SEED = 42;
+
+/**
+ * The training seed of a run: on all rows, draw d trains with seed 42 + d (the rows are the same, the
+ * initialisation, shuffling and folds differ); subsamples train with the default seed, their draws differ in rows.
+ */
+export const trainingSeedFor = (spec: RunSpec) =>
+  spec.shots === 'all' ? DEFAULT_TRAINING_SEED + spec.draw : DEFAULT_TRAINING_SEED;
+
 /** Runs specs as real jobs, each once (results are kept by spec). */
 export class Runner {
   readonly records = new Map<string, RunRecord>();
@@ -117,6 +129,7 @@ export class Runner {
       spec,
       task,
       sampleSeed,
+      trainingSeed: trainingSeedFor(spec),
       trainRows: train.labels.length,
       testRows: data.test.labels.length,
       status: 'error',
@@ -152,7 +165,7 @@ export class Runner {
             })),
           }
         : {}),
-      ...(spec.augment ? { training: { augment: {} } } : {}),
+      training: { seed: record.trainingSeed, ...(spec.augment ? { augment: {} } : {}) },
     });
     let t = Date.now();
     const upload = await api.postNdjson<{ datasetId: string; jobId?: string }>(

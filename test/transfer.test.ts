@@ -4,10 +4,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createLocalDeps } from '../src/adapters/local/platform.js';
 import { createApp } from '../src/api/app.js';
 import { sha256Hex } from '../src/core/auth.js';
+import { openNamedBackbone } from '../src/core/backbones.js';
+import { listDatasets } from '../src/core/datasets.js';
 import type { CoreDeps } from '../src/core/deps.js';
 import { silentLogger } from '../src/core/logger.js';
 import { ModelCache } from '../src/core/predict.js';
 import { processMessage } from '../src/core/queue-worker.js';
+import { getTask } from '../src/core/tasks.js';
+import { buildTrainingSet } from '../src/core/training-set.js';
 import { Predictor } from '../src/engine/index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import { makeTextDataset, tempDir, toJsonl } from './support/fixtures.js';
@@ -157,6 +161,25 @@ describe('transfer learning on registered backbones', () => {
     expect(card.data.earlierValidationRows).toBeGreaterThan(0);
     expect(card.earlierMetrics.n).toBe(card.data.earlierValidationRows);
     expect(card.promotion.comparison.candidate).toHaveProperty('earlierRowsMacroF1');
+  });
+
+  it("trains with the task's seed or the job's, and validates every version on the same rows whatever the seed", async () => {
+    await ctx.api.put('/v1/tasks/seeded', { training: { seed: 7 } });
+    await ctx.train('seeded', makeTextDataset({ perLabel: 15, seed: 3 }));
+    expect((await ctx.api.get('/v1/tasks/seeded/models/v1')).body.training.seed).toBe(7);
+    const queued = await ctx.api.post('/v1/tasks/seeded/jobs', { hyperparameters: { seed: 99 } });
+    expect(queued.status, JSON.stringify(queued.body)).toBe(202);
+    await ctx.drain();
+    expect((await ctx.api.get(`/v1/jobs/${queued.body.id}`)).body.status).toBe('succeeded');
+    expect((await ctx.api.get('/v1/tasks/seeded/models/v2')).body.training.seed).toBe(99);
+    // the split, as both jobs built it
+    const task = await getTask(ctx.deps, 'seeded');
+    const manifests = await listDatasets(ctx.deps, 'seeded');
+    const backbone = await openNamedBackbone(ctx.deps, task.backbone);
+    const build = (seed: number) => buildTrainingSet(ctx.deps, task, manifests, backbone, { seed });
+    const [a, b] = await Promise.all([build(7), build(99)]);
+    expect(b.validation.inputs).toEqual(a.validation.inputs);
+    expect([...b.train.inputs].sort()).toEqual([...a.train.inputs].sort());
   });
 
   it('self-trains on unlabelled rows and records the rounds', async () => {

@@ -71,6 +71,11 @@ export const openApiDocument = {
             type: 'object',
             properties: {
               selfTraining: { description: 'false, or {threshold, maxRounds}' },
+              seed: {
+                type: 'integer',
+                description:
+                  "the jobs' seed unless a job names its own (default 42); splits do not depend on it",
+              },
               rehearsalPerLabel: { type: 'integer' },
               augment: { description: 'false, or {copies, shift, rotate, noise, flip}' },
             },

@@ -19,6 +19,16 @@ export const TrainingOptionsSchema = z
       .strict()
       .or(z.literal(false))
       .default(false),
+    /**
+     * The seed of the task's jobs (initialisation, shuffling, folds, rehearsal sample), unless a job names its own
+     * in `hyperparameters.seed`. The validation split of each dataset version does not depend on it.
+     */
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31)
+      .default(42),
     /** Rows of earlier dataset versions kept in a retrain (rehearsal), at most this many per label. */
     rehearsalPerLabel: z.number().int().min(0).max(100_000).default(500),
     /** Image augmentation: extra shifted/rotated/noisy copies of each training image (off by default). */

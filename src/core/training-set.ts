@@ -47,13 +47,19 @@ export interface BuildOptions {
   onProgress?: (fraction: number, message?: string) => void;
 }
 
+/** The validation share of each dataset version's labelled rows, per label. */
+export const VALIDATION_FRACTION = 0.2;
+/** The seed of every version's split: fixed, so that a job with another seed keeps the same validation rows. */
+export const SPLIT_SEED = 42;
+
 // Unlabelled rows used for self-training, at most.
 const MAX_UNLABELLED = 20_000;
 
 /**
  * Assembles what a job trains and validates on, the continual-learning way:
- * - each dataset version is split once, stratified with the job's seed, so the rows an earlier model was
- *   validated on are validated on again (no silent forgetting goes unmeasured);
+ * - each dataset version is split the same way in every job (stratified, SPLIT_SEED, whatever the job's own
+ *   seed), so the rows an earlier model was validated on are validated on again and never trained on (no silent
+ *   forgetting goes unmeasured);
  * - the newest version trains in full; earlier versions contribute a stratified sample of at most
  *   `rehearsalPerLabel` training rows per label (rehearsal);
  * - an input labelled again in a later version takes the later label;
@@ -82,7 +88,7 @@ export async function buildTrainingSet(
     const labelled = rows.flatMap((row, index) =>
       row.label === undefined ? [] : [{ index, label: row.label }],
     );
-    const split = stratifiedSplit(labelled, { validationFraction: 0.2, seed });
+    const split = stratifiedSplit(labelled, { validationFraction: VALIDATION_FRACTION, seed: SPLIT_SEED });
     const keep = (index: number) => {
       const key = rowKey(rows[index] as StoredRow);
       if (seen.has(key)) {

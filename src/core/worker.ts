@@ -233,7 +233,7 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
   const started = Date.now();
   const task = await getTask(deps, job.task);
   const backbone = await openNamedBackbone(deps, task.backbone);
-  const seed = job.hyperparameters?.seed ?? 42;
+  const seed = job.hyperparameters?.seed ?? task.training.seed;
 
   // validating and embedding: dataset versions -> rehearsal sample, per-version splits, cached features
   reporter.progress('validating', 0, `reading ${job.datasets.length} dataset version(s)`);
@@ -283,6 +283,7 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
   // The record says "publishing" before any artifact is written: it never trails what the store holds.
   await reporter.settle();
   const card = await publish(deps, job, task, trained, decision, {
+    seed,
     data: set.report,
     earlierMetrics: evaluation.earlier,
     timingsMs: { ...timings, ...trained.timingsMs, totalMs: Date.now() - started },
@@ -455,6 +456,7 @@ async function publish(
   trained: TrainedClassifier,
   promotion: PromotionDecision,
   extra: {
+    seed: number;
     data: TrainingSet['report'];
     earlierMetrics: Metrics | undefined;
     timingsMs: Record<string, number>;
@@ -489,7 +491,9 @@ async function publish(
     training: {
       requestedStrategy: job.strategy ?? task.strategy,
       candidates: trained.candidates,
+      ...(trained.selection ? { selection: trained.selection } : {}),
       ...(trained.selfTraining ? { selfTraining: trained.selfTraining } : {}),
+      seed: extra.seed,
       epochs: trained.epochs,
       temperature: trained.temperature,
       history: trained.history,
