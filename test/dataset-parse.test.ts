@@ -345,13 +345,25 @@ describe('validateForTraining', () => {
     const one = caught(() => validateForTraining(labelledRows({ billing: 5, refund: 2 })));
     expect(one.code).toBe('DATASET_TOO_SMALL');
     expect(one.message).toMatch(/^label "refund" has 2 examples, at least 5 are needed\./);
-    expect(one.details).toEqual({ labels: { refund: 2 }, minExamplesPerLabel: 5 });
+    expect(one.details).toEqual({ labels: { refund: 2 }, rareLabels: 1, minExamplesPerLabel: 5 });
 
     const two = caught(() => validateForTraining(labelledRows({ billing: 6, refund: 2, cancel: 1 })));
     expect(two.message).toMatch(
       /^label "refund" has 2 examples, label "cancel" has 1 example, at least 5 are needed/,
     );
     expect(two.details?.labels).toEqual({ refund: 2, cancel: 1 });
+  });
+
+  it('names the first 10 of many rare labels, counts the rest, and keeps its details small', () => {
+    const counts = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`l${i}`, 1]));
+    const err = caught(() => validateForTraining(labelledRows({ big: 6, ...counts })));
+    expect(err.code).toBe('DATASET_TOO_SMALL');
+    expect(err.message).toMatch(
+      /^label "l0" has 1 example, .*label "l9" has 1 example \(and 4990 more labels/,
+    );
+    expect(err.message.length).toBeLessThan(1000);
+    expect(Object.keys(err.details?.labels as object)).toHaveLength(100);
+    expect(err.details?.rareLabels).toBe(5000);
   });
 
   it('takes the minimum from the options', () => {

@@ -30,6 +30,9 @@ export interface DatasetReport {
 export const MAX_TEXT_LENGTH = 100_000;
 /** Longest accepted label, in UTF-16 code units. */
 export const MAX_LABEL_LENGTH = 200;
+/** Labels with too few examples named in the error's message, and listed in its details. */
+const MAX_LABELS_NAMED = 10;
+const MAX_LABELS_IN_DETAILS = 100;
 
 const JSONL_TYPES = ['application/x-ndjson', 'application/jsonl', 'application/json-lines'];
 const CSV_TYPES = ['text/csv'];
@@ -175,14 +178,24 @@ export function validateForTraining(
   }
   const rare = Object.entries(total).filter(([, count]) => count < minExamplesPerLabel);
   if (rare.length > 0) {
-    const each = rare.map(
+    // A file of 100,000 one-row labels names the first few: the error stays readable and small.
+    const shown = rare.slice(0, MAX_LABELS_NAMED);
+    const each = shown.map(
       ([label, count]) => `label ${JSON.stringify(label)} has ${plural(count, 'example')}`,
     );
+    const more = rare.length - shown.length;
     throw new GraftError(
       'DATASET_TOO_SMALL',
-      `${each.join(', ')}, at least ${minExamplesPerLabel} are needed${rare.length > 1 ? ' per label' : ''}. ` +
+      `${each.join(', ')}${more > 0 ? ` (and ${plural(more, 'more label')} like them)` : ''}, ` +
+        `at least ${minExamplesPerLabel} are needed${rare.length > 1 ? ' per label' : ''}. ` +
         `Add examples, or remove the rows of ${rare.length > 1 ? 'these labels' : 'this label'}.`,
-      { details: { labels: Object.fromEntries(rare), minExamplesPerLabel } },
+      {
+        details: {
+          labels: Object.fromEntries(rare.slice(0, MAX_LABELS_IN_DETAILS)),
+          rareLabels: rare.length,
+          minExamplesPerLabel,
+        },
+      },
     );
   }
 
