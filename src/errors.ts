@@ -29,6 +29,8 @@ export const STATUS_BY_CODE = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   TRAINING_FAILED: 500,
   PARITY_CHECK_FAILED: 500,
+  /** A job whose queue message was given up on (dead-lettered) before any delivery finished it. */
+  DELIVERIES_EXHAUSTED: 500,
   INTERNAL: 500,
   STORAGE_UNAVAILABLE: 503,
   QUEUE_UNAVAILABLE: 503,

@@ -275,6 +275,37 @@ describe('training pipeline', () => {
     );
   });
 
+  it('feeds the dead-letter queue to its own handler, which may only read and write job records', () => {
+    // given the handler's function and role
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TrainingDeadLetterQueue'), 'Arn'] },
+      FunctionName: { Ref: Match.stringLikeRegexp('^TrainingDeadLetterHandlerFunction') },
+      BatchSize: 10,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('^Graft dead letters'),
+      Runtime: 'nodejs22.x',
+      Timeout: 30,
+      Environment: { Variables: Match.objectLike({ [ENV.bucket]: Match.anyValue() }) },
+    });
+    // Lambda refuses an SQS source whose visibility timeout is shorter than the function's timeout
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      MessageRetentionPeriod: 1_209_600,
+      VisibilityTimeout: 180,
+    });
+    const statements = statementsOf('TrainingDeadLetterHandlerRole');
+    // then: job records only, and consuming its own queue
+    expect(patternsFor(statements, 's3:GetObject')).toEqual([KEY_PATTERNS.jobs]);
+    expect(patternsFor(statements, 's3:PutObject')).toEqual([KEY_PATTERNS.jobs]);
+    expect(patternsFor(statements, 's3:DeleteObject')).toEqual([]);
+    const sqsActions = statements.flatMap(actions).filter((a) => a.startsWith('sqs:'));
+    expect(sqsActions).not.toContain('sqs:SendMessage');
+    const receive = statements.find((s) => actions(s).includes('sqs:ReceiveMessage'));
+    expect(JSON.stringify(receive?.Resource)).toMatch(/"TrainingDeadLetterQueue[0-9A-F]{8}","Arn"/);
+    expect(statements.flatMap(actions).some((a) => a.startsWith('batch:'))).toBe(false);
+  });
+
   it('runs on a GPU compute environment of g5/g6 instances that scales to zero', () => {
     template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
       Type: 'managed',
@@ -409,9 +440,11 @@ describe('least privilege', () => {
 
 describe('alarms', () => {
   it('alarm on any dead letter and on API errors', () => {
+    // the dead-letter handler empties the queue within seconds: what is counted is messages received from it
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/SQS',
-      MetricName: 'ApproximateNumberOfMessagesVisible',
+      MetricName: 'NumberOfMessagesReceived',
+      Statistic: 'Sum',
       Dimensions: [
         {
           Name: 'QueueName',
@@ -437,7 +470,7 @@ describe('alarms', () => {
       Endpoint: 'ops@example.com',
     });
     mailed.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'ApproximateNumberOfMessagesVisible',
+      MetricName: 'NumberOfMessagesReceived',
       AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
     });
     mailed.hasResourceProperties('AWS::SNS::TopicPolicy', {

@@ -98,13 +98,13 @@ describe('npx cdk synth (real bundling; no Docker engine, no credentials)', () =
       );
       expect(size).toBeLessThan(LAMBDA_UNZIPPED_LIMIT);
 
-      // The dispatcher never loads ONNX Runtime: its asset is the bundle alone.
-      const dispatcher = assets.find(
+      // The dispatcher and the dead-letter handler never load ONNX Runtime: their assets are the bundle alone.
+      const sqsHandlers = assets.filter(
         (dir) =>
           existsSync(path.join(dir, 'index.mjs')) &&
           !existsSync(path.join(dir, 'node_modules', 'onnxruntime-node')),
       );
-      expect(dispatcher).toBeDefined();
+      expect(sqsHandlers).toHaveLength(2);
       // The bundles load as Lambda loads them (ESM, onnxruntime-node from the asset's node_modules) and the API
       // answers; only the asset for this machine's CPU can load its native binary here.
       if (arch === process.arch) {
@@ -113,8 +113,10 @@ describe('npx cdk synth (real bundling; no Docker engine, no credentials)', () =
           functionUrlEvent({ method: 'GET', path: '/health' }),
         );
         expect(health).toMatchObject({ statusCode: 200, body: JSON.stringify({ status: 'ok' }) });
-        const batch = await invokeBundle(path.join(dispatcher as string, 'index.mjs'), { Records: [] });
-        expect(batch).toEqual({ batchItemFailures: [] });
+        for (const dir of sqsHandlers) {
+          const batch = await invokeBundle(path.join(dir, 'index.mjs'), { Records: [] });
+          expect(batch, dir).toEqual({ batchItemFailures: [] });
+        }
       }
 
       // The trainer image's build context holds only what the Dockerfile copies.

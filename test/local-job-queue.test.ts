@@ -159,6 +159,32 @@ describe('LocalJobQueue', () => {
     expect(await readdir(path.join(dir, 'dead-letter'))).toEqual([`${messageId}.json`]);
   });
 
+  it('keeps a dead letter marked handled, and lists it as unhandled only until then (across restarts)', async () => {
+    // given two dead letters
+    const { queue, clock, dir, make } = await newQueue({ maxReceives: 1 });
+    await queue.send(train('first'));
+    await queue.send(train('second'));
+    await queue.receive({ maxMessages: 10, visibilityTimeoutMs: 10 });
+    clock.now += 10;
+    await queue.receive({ maxMessages: 10 });
+    const [first, second] = await queue.unhandledDeadLetters();
+
+    // when one is marked handled
+    await queue.markDeadLetterHandled(first?.messageId ?? '', 'job first failed');
+
+    // then both are kept, one is still to handle, also for a new queue instance on the same directory
+    expect((await queue.deadLetters()).map((letter) => letter.messageId)).toEqual([
+      first?.messageId,
+      second?.messageId,
+    ]);
+    expect(await make().unhandledDeadLetters()).toEqual([second]);
+    expect(await queue.depth()).toEqual({ visible: 0, inFlight: 0, deadLetter: 2 });
+    expect(await readdir(path.join(dir, 'dead-letter-handled'))).toEqual([`${first?.messageId}.json`]);
+    for (const bad of ['../messages/x', '.lock-queue', '']) {
+      expect((await rejection(queue.markDeadLetterHandled(bad, 'no'))).code).toBe('BAD_REQUEST');
+    }
+  });
+
   it('takes maxReceives from the options', async () => {
     const { queue, clock } = await newQueue({ maxReceives: 1 });
     await queue.send(train('once'));

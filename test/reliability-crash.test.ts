@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,25 +6,10 @@ import { getJob } from '../src/core/jobs.js';
 import { CurrentSchema, ModelCardSchema } from '../src/core/models.js';
 import { storageKeys } from '../src/core/storage-keys.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
+import { runCrashWorker } from './support/crash-runner.js';
 import type { CrashPlan, KillPoint } from './support/crash-worker.js';
 import { makeTextDataset, toJsonl } from './support/fixtures.js';
 import { createTestApp, type TestApp, trainTask } from './support/harness.js';
-
-const CHILD = path.resolve(import.meta.dirname, 'support/crash-worker.ts');
-
-/** Runs the crash worker once; resolves with how it ended and what it wrote to stderr. */
-function runCrashWorker(dataDir: string, plan: CrashPlan) {
-  return new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dataDir, JSON.stringify(plan)], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
-    });
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr }));
-  });
-}
 
 async function firedPoints(dataDir: string): Promise<string[]> {
   return (await readdir(path.join(dataDir, 'fired')).catch(() => [])).sort();

@@ -16,7 +16,7 @@ export interface AlarmsProps {
   readonly alarmEmail?: string;
 }
 
-/** What needs a person: a message in the dead-letter queue, and API errors. */
+/** What needs a person: a message dead-lettered, and API errors. */
 export class Alarms extends Construct {
   readonly deadLetters: cloudwatch.Alarm;
   readonly apiErrors: cloudwatch.Alarm;
@@ -24,12 +24,16 @@ export class Alarms extends Construct {
 
   constructor(scope: Construct, id: string, props: AlarmsProps) {
     super(scope, id);
+    // The dead-letter handler consumes the queue within seconds, so what is counted is messages received from it:
+    // every dead letter (and every retry of one the handler could not settle yet) raises the alarm.
     this.deadLetters = new cloudwatch.Alarm(this, 'DeadLetters', {
       alarmDescription:
-        'A queue message failed 3 times and was moved to the dead-letter queue: look at the dispatcher logs, fix, then redrive.',
-      metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        'A queue message failed 3 deliveries and was dead-lettered. The dead-letter handler marked its job failed ' +
+        '(DELIVERIES_EXHAUSTED, the reason is on the job) or, for an incoming file, logged its key: look at the ' +
+        'dead-letter handler, dispatcher and trainer logs, fix the cause, then retry the job or copy the file again.',
+      metric: props.deadLetterQueue.metricNumberOfMessagesReceived({
         period: Duration.minutes(5),
-        statistic: cloudwatch.Stats.MAXIMUM,
+        statistic: cloudwatch.Stats.SUM,
       }),
       threshold: 1,
       evaluationPeriods: 1,

@@ -148,6 +148,11 @@ export class ArtifactStore extends Construct {
     });
   }
 
+  /** The dead-letter handler: reads and rewrites job records (to mark a job failed), nothing else. */
+  grantJobRecords(grantee: iam.IGrantable): void {
+    this.#grant(grantee, { read: [KEY_PATTERNS.jobs], write: [KEY_PATTERNS.jobs] });
+  }
+
   // Exact actions rather than the s3:GetObject* / s3:PutObject* groups of Bucket.grantRead/grantPut: Graft
   // never reads ACLs, tags or old versions, nor sets retention. ListBucket stays: without it a missing key
   // answers 403 instead of 404, and `find` could not tell "absent" from "forbidden".

@@ -11,6 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { TRAINER_ENV, TRAINER_EXIT } from '../../src/adapters/aws/trainer-contract.js';
 import { ENV } from '../../src/config.js';
+import { MAX_DELIVERIES } from '../../src/core/delivery.js';
 import type { ArtifactStore } from './artifact-store.js';
 import { GraftFunction, PROJECT_ROOT } from './graft-function.js';
 
@@ -61,13 +62,15 @@ export interface TrainingPipelineProps {
 
 /**
  * Upload -> training: the SQS job queue (with its dead-letter queue after 3 receives), the dispatcher Lambda that
- * turns queue messages into dataset versions and Batch jobs, and AWS Batch (compute environment scaling from 0,
- * job queue, trainer job definition with timeout and retry strategy).
+ * turns queue messages into dataset versions and Batch jobs, the dead-letter Lambda that fails the job of a
+ * message that failed every delivery, and AWS Batch (compute environment scaling from 0, job queue, trainer job
+ * definition with timeout and retry strategy).
  */
 export class TrainingPipeline extends Construct {
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
   readonly dispatcher: lambda.IFunction;
+  readonly deadLetterHandler: lambda.IFunction;
   readonly computeEnvironment: batch.IManagedComputeEnvironment;
   readonly jobQueue: batch.JobQueue;
   readonly jobDefinition: batch.EcsJobDefinition;
@@ -91,9 +94,12 @@ export class TrainingPipeline extends Construct {
       );
     }
     const dispatcherTimeout = Duration.minutes(2);
+    const deadLetterTimeout = Duration.seconds(30);
 
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
       retentionPeriod: Duration.days(14),
+      // Lambda's advice for SQS event sources; also how soon a job a live worker still held is looked at again.
+      visibilityTimeout: Duration.seconds(deadLetterTimeout.toSeconds() * 6),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
     });
@@ -102,7 +108,7 @@ export class TrainingPipeline extends Construct {
       visibilityTimeout: Duration.seconds(dispatcherTimeout.toSeconds() * 6),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 3 },
+      deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: MAX_DELIVERIES },
     });
 
     const vpc = props.vpc ?? this.#createVpc();
@@ -219,6 +225,27 @@ export class TrainingPipeline extends Construct {
     store.grantIngest(dispatcher.function);
     this.queue.grantSendMessages(dispatcher.function);
     this.jobDefinition.grantSubmitJob(dispatcher.function, this.jobQueue);
+
+    // Without it, the job of a message that failed every delivery would stay queued or running for ever.
+    const deadLetters = new GraftFunction(this, 'DeadLetterHandler', {
+      entry: 'functions/aws/dead-letters.ts',
+      description: 'Graft dead letters: fails the job of a queue message that failed every delivery',
+      architecture: props.architecture,
+      memorySize: 256,
+      timeout: deadLetterTimeout,
+      onnxRuntime: false,
+      environment: {
+        [ENV.bucket]: store.bucket.bucketName,
+        // Required by the AWS configuration; this function never sends to or reads from the job queue.
+        [ENV.queueUrl]: this.queue.queueUrl,
+        [ENV.logLevel]: 'info',
+      },
+    });
+    this.deadLetterHandler = deadLetters.function;
+    deadLetters.function.addEventSource(
+      new SqsEventSource(this.deadLetterQueue, { batchSize: 10, reportBatchItemFailures: true }),
+    );
+    store.grantJobRecords(deadLetters.function);
   }
 
   #createVpc(): ec2.Vpc {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { GraftError, toGraftError } from '../errors.js';
 import { checkName } from '../names.js';
+import { MAX_DELIVERIES } from './delivery.js';
 import { type CoreDeps, nowIso } from './deps.js';
 import { findJson, updateJson, writeJson } from './json-objects.js';
 import { storageKeys } from './storage-keys.js';
@@ -176,6 +177,99 @@ export async function cancelJob(deps: CoreDeps, jobId: string): Promise<Job> {
     return withEvent({ ...job, cancelRequested: true }, at, 'cancel requested');
   });
   return value;
+}
+
+/** How often a running job's worker writes a heartbeat, unless told otherwise. */
+export const DEFAULT_HEARTBEAT_MS = 5_000;
+
+/**
+ * How long a running job's worker may go without a heartbeat before it is taken for dead: `staleAfterMs` when
+ * given, else four missed heartbeats (20 s by default).
+ */
+export function staleAfter({
+  heartbeatMs = DEFAULT_HEARTBEAT_MS,
+  staleAfterMs,
+}: StalenessOptions = {}): number {
+  return staleAfterMs ?? heartbeatMs * 4;
+}
+
+export interface StalenessOptions {
+  heartbeatMs?: number;
+  staleAfterMs?: number;
+}
+
+/** What `failDeadLetteredJob` found, and did. */
+export type DeadLetterOutcome =
+  /** Marked failed with DELIVERIES_EXHAUSTED. */
+  | { outcome: 'failed'; job: Job }
+  /** It had already ended (succeeded, failed, cancelled): left as it is. */
+  | { outcome: 'ended'; job: Job }
+  /** A live worker holds it (the dead letter was a duplicate delivery): left to that worker; look again later. */
+  | { outcome: 'held'; job: Job }
+  | { outcome: 'unknown' };
+
+/** Thrown out of an update to leave the record unwritten. */
+class LeftAlone {
+  constructor(readonly result: DeadLetterOutcome) {}
+}
+
+/**
+ * For a job message the queue gave up on after `deliveries` deliveries (a dead letter): no further delivery
+ * will run the job, so unless it has ended or a live worker still holds it, it is marked `failed` with
+ * DELIVERIES_EXHAUSTED and a reason that says what happened and how to retry. The dataset is not touched.
+ * Idempotent, with a conditional write: a job that ends meanwhile is left alone, and a second call for the same
+ * letter finds it ended.
+ */
+export async function failDeadLetteredJob(
+  deps: CoreDeps,
+  jobId: string,
+  {
+    deliveries = MAX_DELIVERIES,
+    staleAfterMs = staleAfter(),
+  }: { deliveries?: number; staleAfterMs?: number } = {},
+): Promise<DeadLetterOutcome> {
+  if (!(await findJob(deps, jobId))) return { outcome: 'unknown' };
+  try {
+    const { value } = await updateJob(deps, jobId, (job) => {
+      if (isTerminal(job)) throw new LeftAlone({ outcome: 'ended', job });
+      const now = deps.now?.() ?? new Date();
+      const heartbeatAge = job.worker ? now.getTime() - Date.parse(job.worker.heartbeatAt) : Infinity;
+      if (job.status === 'running' && heartbeatAge < staleAfterMs)
+        throw new LeftAlone({ outcome: 'held', job });
+      return withEvent(
+        {
+          ...job,
+          status: 'failed',
+          worker: undefined,
+          error: { code: 'DELIVERIES_EXHAUSTED', message: deadLetterReason(job, deliveries) },
+        },
+        now.toISOString(),
+        `failed: DELIVERIES_EXHAUSTED (its queue message was dead-lettered after ${deliveries} deliveries)`,
+      );
+    });
+    return { outcome: 'failed', job: value };
+  } catch (err) {
+    if (err instanceof LeftAlone) return err.result;
+    throw err;
+  }
+}
+
+function deadLetterReason(job: Job, deliveries: number): string {
+  const retry =
+    `The dataset is kept: retry with POST /v1/tasks/${job.task}/jobs and this job's datasets ` +
+    `(or \`graft train ${job.task}\` for all of the task's datasets)`;
+  if (job.attempts === 0) {
+    return (
+      `The job was delivered ${deliveries} times and never started: each delivery failed before a worker ` +
+      `took it (the worker's or dispatcher's log says why). ${retry}.`
+    );
+  }
+  const stage = job.stage ?? 'validating';
+  return (
+    `The worker stopped without finishing this job on all ${deliveries} deliveries (last stage: ${stage}); ` +
+    `most likely it was killed (out of memory, or its process or machine stopped). ${retry}; if it stops at ` +
+    'the same stage again, give the worker more memory or train on fewer rows.'
+  );
 }
 
 /** The public view of a job (`GET /v1/jobs/{id}`). */

@@ -12,7 +12,16 @@ import { GraftError, isCode, toGraftError } from '../errors.js';
 import { openNamedBackbone, resolveBackbone } from './backbones.js';
 import { getDatasetManifest } from './datasets.js';
 import { type CoreDeps, nowIso } from './deps.js';
-import { getJob, isTerminal, type Job, type JobStage, updateJob, withEvent } from './jobs.js';
+import {
+  DEFAULT_HEARTBEAT_MS,
+  getJob,
+  isTerminal,
+  type Job,
+  type JobStage,
+  staleAfter,
+  updateJob,
+  withEvent,
+} from './jobs.js';
 import { writeJson } from './json-objects.js';
 import { findCard, findCurrent, type ModelCard, type PromotionDecision, setCurrent } from './models.js';
 import { storageKeys } from './storage-keys.js';
@@ -53,8 +62,9 @@ const STAGE_START: Record<JobStage, number> = {
  * Idempotent by job id: a finished job is returned as it is, and a retried job writes the same version.
  */
 export async function runJob(deps: CoreDeps, jobId: string, options: WorkerOptions = {}): Promise<Job> {
-  const { workerId = `worker-${randomBytes(4).toString('hex')}`, heartbeatMs = 5_000 } = options;
-  const staleAfterMs = options.staleAfterMs ?? heartbeatMs * 4;
+  const { workerId = `worker-${randomBytes(4).toString('hex')}`, heartbeatMs = DEFAULT_HEARTBEAT_MS } =
+    options;
+  const staleAfterMs = staleAfter(options);
   const existing = await getJob(deps, jobId);
   if (isTerminal(existing)) return existing;
 

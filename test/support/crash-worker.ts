@@ -8,24 +8,30 @@ import { DirObjectStore } from '../../src/adapters/local/dir-object-store.js';
 import { LocalJobQueue } from '../../src/adapters/local/local-job-queue.js';
 import { boundedObjectStore } from '../../src/core/bounded-object-store.js';
 import type { CoreDeps } from '../../src/core/deps.js';
-import { isTerminal, type Job, type JobStage, listJobs } from '../../src/core/jobs.js';
+import { isTerminal, JOB_STAGES, type Job, type JobStage, listJobs } from '../../src/core/jobs.js';
 import { createLogger } from '../../src/core/logger.js';
-import { runQueueWorker } from '../../src/core/queue-worker.js';
+import { type DeadLetterBox, runQueueWorker } from '../../src/core/queue-worker.js';
 import type { JobQueue } from '../../src/ports/job-queue.js';
 import { FaultyObjectStore } from './faulty-store.js';
 
-/** Where to die: when a job record of `task` is about to be written with `stage`, or once `key` is written. */
+/**
+ * Where to die: when a job record of `task` is about to be written with `stage`, or once `key` is written; with
+ * `attempt`, once a record of that attempt of the job at `stage` or later is written (so the record says so).
+ */
 export interface KillPoint {
   id: string;
   task: string;
   stage?: JobStage;
   key?: string;
+  attempt?: number;
 }
 
 export interface CrashPlan {
   points: KillPoint[];
   visibilityTimeoutMs: number;
   heartbeatMs: number;
+  /** @default the queue worker's */
+  deadLetterSweepMs?: number;
 }
 
 /** The kill points that have fired, recorded in `<dataDir>/fired/` before each kill. */
@@ -63,11 +69,13 @@ async function main() {
       }
     };
   };
-  const trackedQueue: JobQueue = {
+  const trackedQueue: JobQueue & DeadLetterBox = {
     send: tracked((m) => queue.send(m)),
     receive: tracked((o) => queue.receive(o)),
     delete: tracked((h) => queue.delete(h)),
     extendVisibility: tracked((h, ms) => queue.extendVisibility(h, ms)),
+    unhandledDeadLetters: tracked(() => queue.unhandledDeadLetters()),
+    markDeadLetterHandled: tracked((id, note) => queue.markDeadLetterHandled(id, note)),
   };
   const deps: CoreDeps = {
     store: boundedObjectStore(faulty, { timeoutMs: 5_000 }),
@@ -93,6 +101,7 @@ async function main() {
     const point = armed.find(
       (p) =>
         p.stage !== undefined &&
+        p.attempt === undefined &&
         p.task === job.task &&
         job.status === 'running' &&
         job.events.some((e) => e.stage === p.stage),
@@ -103,9 +112,24 @@ async function main() {
       await die(point);
     }
   };
-  faulty.onPut = async (key) => {
-    const point = armed.find((p) => p.key === key);
-    if (point && !dying) await die(point);
+  faulty.onPut = async (key, body) => {
+    if (dying) return;
+    const point = armed.find((p) => p.key === key) ?? attemptPoint(key, body);
+    if (point) await die(point);
+  };
+  const attemptPoint = (key: string, body: Uint8Array | string) => {
+    if (!key.startsWith('jobs/')) return undefined;
+    const job = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8')) as Job;
+    const reached = (stage: JobStage | undefined) =>
+      job.stage !== undefined && JOB_STAGES.indexOf(job.stage) >= JOB_STAGES.indexOf(stage ?? 'validating');
+    return armed.find(
+      (p) =>
+        p.attempt !== undefined &&
+        p.task === job.task &&
+        job.status === 'running' &&
+        job.attempts === p.attempt &&
+        reached(p.stage),
+    );
   };
 
   const stop = new AbortController();
@@ -113,6 +137,7 @@ async function main() {
     signal: stop.signal,
     visibilityTimeoutMs: plan.visibilityTimeoutMs,
     pollWaitMs: 100,
+    deadLetterSweepMs: plan.deadLetterSweepMs,
     worker: { heartbeatMs: plan.heartbeatMs },
   });
   for (;;) {

@@ -65,6 +65,11 @@ export function classifyQueueBody(body: string, { prefix = '' }: { prefix?: stri
 // Failures worth another delivery: the next one may find S3, SQS or Batch answering again.
 const RETRYABLE = new Set(['STORAGE_UNAVAILABLE', 'QUEUE_UNAVAILABLE', 'INTERNAL']);
 
+/** Whether a record that failed this way should be delivered again (a batch item failure) rather than dropped. */
+export function isRetryable(error: GraftError): boolean {
+  return RETRYABLE.has(error.code);
+}
+
 export interface DispatcherDeps extends CoreDeps {
   launcher: JobLauncher;
 }
@@ -73,7 +78,7 @@ export interface DispatcherDeps extends CoreDeps {
  * Handles one SQS batch for the dispatcher Lambda: launches training for job messages, ingests files dropped
  * under `incoming/` (which queues their job), and reports only the records worth retrying as batch item
  * failures. A record that can never succeed (a malformed file, an unknown task) is logged and dropped rather
- * than sent three times to the dead-letter queue.
+ * than sent three times to the dead-letter queue. What does reach that queue is handled by `handleDeadLetters`.
  */
 export async function dispatchSqsBatch(deps: DispatcherDeps, event: SqsEvent): Promise<SqsBatchResponse> {
   const results = await Promise.all(
@@ -83,7 +88,7 @@ export async function dispatchSqsBatch(deps: DispatcherDeps, event: SqsEvent): P
         return undefined;
       } catch (err) {
         const error = toGraftError(err);
-        const retry = RETRYABLE.has(error.code);
+        const retry = isRetryable(error);
         deps.log[retry ? 'warn' : 'error'](retry ? 'record failed; it will be retried' : 'record dropped', {
           messageId: record.messageId,
           receiveCount: record.attributes?.ApproximateReceiveCount,

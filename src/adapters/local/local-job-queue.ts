@@ -1,7 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
+import { MAX_DELIVERIES } from '../../core/delivery.js';
+import type { DeadLetterBox } from '../../core/queue-worker.js';
 import { GraftError } from '../../errors.js';
 import type { JobMessage, JobQueue, ReceivedMessage, ReceiveOptions } from '../../ports/job-queue.js';
 import { errnoCode, FileLocks, fsyncDir, LOCK_PREFIX, TEMP_PREFIX, writeFileAtomic } from './file-lock.js';
@@ -11,7 +13,8 @@ const POLL_MS = 50;
 const MAX_MESSAGES_PER_RECEIVE = 10;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-// One file per message, `messages/<messageId>.json`; dead letters keep the same file under `dead-letter/`.
+// One file per message, `messages/<messageId>.json`; dead letters keep the same file under `dead-letter/`, and
+// `dead-letter-handled/<messageId>.json` records that a dead letter was dealt with (the letter stays as evidence).
 const MessageRecordSchema = z.object({
   messageId: z.string().regex(UUID),
   body: z.string(),
@@ -44,7 +47,7 @@ export interface QueueDepth {
 export interface LocalJobQueueOptions {
   /** Directory holding the queue; created on first use. */
   dir: string;
-  /** Deliveries without a delete before a message moves to `dead-letter/`. @default 3 */
+  /** Deliveries without a delete before a message moves to `dead-letter/`. @default MAX_DELIVERIES (3) */
   maxReceives?: number;
   /** @default 30_000 */
   defaultVisibilityTimeoutMs?: number;
@@ -62,13 +65,17 @@ export interface LocalJobQueueOptions {
  * anything, while `extendVisibility` with a stale handle throws PRECONDITION_FAILED, so that a worker
  * heartbeat learns it no longer owns the message.
  *
+ * Dead letters are kept; `unhandledDeadLetters` and `markDeadLetterHandled` let the in-process worker deal with
+ * each one once (it fails the job a dead letter names).
+ *
  * Receives, deletes and visibility changes run under one lock (in-process queue plus a lock file in `dir`), so
  * consumers in this process or others never get the same message within one visibility window. Ordering is
  * oldest first, best effort (like an SQS standard queue).
  */
-export class LocalJobQueue implements JobQueue {
+export class LocalJobQueue implements JobQueue, DeadLetterBox {
   readonly #messagesDir: string;
   readonly #deadLetterDir: string;
+  readonly #handledDir: string;
   readonly #lockPath: string;
   readonly #maxReceives: number;
   readonly #defaultVisibilityTimeoutMs: number;
@@ -80,7 +87,7 @@ export class LocalJobQueue implements JobQueue {
 
   constructor({
     dir,
-    maxReceives = 3,
+    maxReceives = MAX_DELIVERIES,
     defaultVisibilityTimeoutMs = 30_000,
     now = Date.now,
   }: LocalJobQueueOptions) {
@@ -90,6 +97,7 @@ export class LocalJobQueue implements JobQueue {
     checkDuration('defaultVisibilityTimeoutMs', defaultVisibilityTimeoutMs);
     this.#messagesDir = join(dir, 'messages');
     this.#deadLetterDir = join(dir, 'dead-letter');
+    this.#handledDir = join(dir, 'dead-letter-handled');
     this.#lockPath = join(dir, `${LOCK_PREFIX}queue`);
     this.#maxReceives = maxReceives;
     this.#defaultVisibilityTimeoutMs = defaultVisibilityTimeoutMs;
@@ -181,6 +189,29 @@ export class LocalJobQueue implements JobQueue {
             ? { messageId: record.messageId, body: record.body, receiveCount: record.receiveCount }
             : { messageId: name.slice(0, -'.json'.length), body: raw, receiveCount: 0 },
         );
+    });
+  }
+
+  /** Dead letters not yet marked handled, oldest first. */
+  async unhandledDeadLetters(): Promise<DeadLetter[]> {
+    const [letters, handled] = await Promise.all([
+      this.deadLetters(),
+      this.#guard('read handled dead letters', () => readEntryNames(this.#handledDir)),
+    ]);
+    const done = new Set(handled);
+    return letters.filter((letter) => !done.has(`${letter.messageId}.json`));
+  }
+
+  /** Records that a dead letter was dealt with (`note` says how): it is kept, but no longer unhandled. */
+  async markDeadLetterHandled(messageId: string, note: string): Promise<void> {
+    // A dead letter's id is its file name in `dead-letter/` (a UUID, or the name of a file damaged by hand).
+    if (!messageId || basename(messageId) !== messageId || messageId.startsWith('.')) {
+      throw new GraftError('BAD_REQUEST', `${JSON.stringify(messageId)} is not a dead letter of this queue.`);
+    }
+    await this.#guard('mark a dead letter handled', async () => {
+      await mkdir(this.#handledDir, { recursive: true });
+      const record = { messageId, handledAt: new Date(this.#now()).toISOString(), note };
+      await writeFileAtomic(join(this.#handledDir, `${messageId}.json`), JSON.stringify(record));
     });
   }
 
@@ -331,6 +362,15 @@ async function readEntries(dir: string): Promise<Entry[]> {
       }),
   );
   return entries.filter((entry) => entry !== undefined);
+}
+
+async function readEntryNames(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).filter((name) => name.endsWith('.json') && !name.startsWith(TEMP_PREFIX));
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return [];
+    throw err;
+  }
 }
 
 function parseRecord(raw: string): MessageRecord | undefined {

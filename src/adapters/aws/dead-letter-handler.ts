@@ -1,0 +1,104 @@
+import type { AwsConfig } from '../../config.js';
+import { MAX_DELIVERIES } from '../../core/delivery.js';
+import type { CoreDeps } from '../../core/deps.js';
+import { failDeadLetteredJob } from '../../core/jobs.js';
+import { toGraftError } from '../../errors.js';
+import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+import {
+  classifyQueueBody,
+  isRetryable,
+  type SqsBatchResponse,
+  type SqsEvent,
+  type SqsRecord,
+} from './sqs-dispatcher.js';
+
+export interface DeadLetterOptions {
+  /** A running job whose heartbeat is older than this has lost its worker. @default runJob's (20 s) */
+  staleAfterMs?: number;
+}
+
+/**
+ * Handles one batch of the dead-letter queue (the messages the job queue gave up on after MAX_DELIVERIES
+ * receives): the job a job message names is marked failed with DELIVERIES_EXHAUSTED, unless it has ended; an
+ * incoming-file event is logged with its key (the file stays under `incoming/`). Consuming a record deletes it,
+ * so each is logged whole first: the log is the evidence. A job a live worker still holds, and a record that
+ * failed in a way worth retrying, are reported as batch item failures and come back after the queue's visibility
+ * timeout.
+ */
+export async function handleDeadLetters(
+  deps: CoreDeps,
+  event: SqsEvent,
+  options: DeadLetterOptions = {},
+): Promise<SqsBatchResponse> {
+  const results = await Promise.all(
+    event.Records.map(async (record) => {
+      try {
+        return (await handleRecord(deps, record, options)) ? undefined : { itemIdentifier: record.messageId };
+      } catch (err) {
+        const error = toGraftError(err);
+        const retry = isRetryable(error);
+        deps.log[retry ? 'warn' : 'error'](
+          retry ? 'dead letter not handled; it will be retried' : 'dead letter dropped',
+          { messageId: record.messageId, code: error.code, message: error.message },
+        );
+        return retry ? { itemIdentifier: record.messageId } : undefined;
+      }
+    }),
+  );
+  return { batchItemFailures: results.filter((failure) => failure !== undefined) };
+}
+
+/** Returns false when the record should come back later. */
+async function handleRecord(deps: CoreDeps, record: SqsRecord, options: DeadLetterOptions): Promise<boolean> {
+  const evidence = { messageId: record.messageId, body: record.body.slice(0, 4000) };
+  const action = classifyQueueBody(record.body);
+  switch (action.kind) {
+    case 'launch': {
+      const result = await failDeadLetteredJob(deps, action.jobId, {
+        deliveries: MAX_DELIVERIES,
+        staleAfterMs: options.staleAfterMs,
+      });
+      if (result.outcome === 'held') {
+        deps.log.info('dead-lettered job is held by a live worker; looking again later', evidence);
+        return false;
+      }
+      if (result.outcome === 'failed') {
+        deps.log.error('job failed: its message was dead-lettered', {
+          ...evidence,
+          jobId: action.jobId,
+          reason: result.job.error?.message,
+        });
+      } else {
+        deps.log.warn('dead-lettered job message; nothing to fail', {
+          ...evidence,
+          jobId: action.jobId,
+          status: result.outcome === 'unknown' ? 'no such job' : result.job.status,
+        });
+      }
+      return true;
+    }
+    case 'ingest':
+      // The file stays where it is: copying it onto itself raises a new event (README "When the dead-letter
+      // alarm fires").
+      deps.log.error(`incoming file not ingested in ${MAX_DELIVERIES} deliveries; it stays in the bucket`, {
+        ...evidence,
+        key: action.key,
+      });
+      return true;
+    case 'ignore':
+      deps.log.warn('dead letter is neither a job message nor an incoming file', {
+        ...evidence,
+        reason: action.reason,
+      });
+      return true;
+  }
+}
+
+/** The dead-letter Lambda's handler: an SQS batch of the dead-letter queue in, the records to retry out. */
+export function createDeadLetterHandler(
+  config: AwsConfig,
+  { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
+): (event: SqsEvent) => Promise<SqsBatchResponse> {
+  const deps = createAwsDeps(config, { clients });
+  return (event) => handleDeadLetters(deps, event);
+}
