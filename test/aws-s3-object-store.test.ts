@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { CreateBucketCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -356,6 +357,36 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
       expect((err as GraftError).code).toBe('STORAGE_UNAVAILABLE');
       expect((err as GraftError).cause).toBeDefined();
       unreachable.s3.destroy();
+    });
+
+    it('fails a call to a server that accepts and never answers with STORAGE_UNAVAILABLE, after its timeouts', async () => {
+      // given: a TCP server on 127.0.0.1 that takes connections and never says a word
+      const sockets = new Set<Socket>();
+      const silent = createServer((socket) => {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+      });
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      const { port } = silent.address() as AddressInfo;
+      const stalled = createAwsClients(
+        { endpoint: `http://127.0.0.1:${port}` },
+        { credentials: aws.credentials, maxAttempts: 2, requestTimeoutMs: 300 },
+      );
+      const store = new S3ObjectStore(stalled.s3, 'graft-test-1');
+      try {
+        // when
+        const started = performance.now();
+        const err = await store.get('tasks/t/current.json').catch((e: unknown) => e);
+        const elapsedMs = performance.now() - started;
+        // then: both attempts timed out, and the caller got the code that maps to 503
+        expect((err as GraftError).code).toBe('STORAGE_UNAVAILABLE');
+        expect(elapsedMs).toBeGreaterThanOrEqual(2 * 300 - 50);
+        expect(elapsedMs).toBeLessThan(10_000);
+      } finally {
+        stalled.s3.destroy();
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => silent.close(resolve));
+      }
     });
 
     it.each([

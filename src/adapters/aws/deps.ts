@@ -24,18 +24,43 @@ export interface AwsClientOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Attempts per call, first included. @default the SDK's (3) */
   maxAttempts?: number;
+  /** Longest wait for a connection, then for each answer (socket idle), per attempt. @default 3_000 / 10_000 */
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 /**
  * One client per service. With `endpoint` (GRAFT_AWS_ENDPOINT) every client talks to that URL, e.g. a
  * fauxqs server on 127.0.0.1, and S3 uses path-style addressing (`http://host/bucket/key`), which local
  * servers need because `bucket.127.0.0.1` does not resolve.
+ *
+ * Every call is bounded: the SDK's defaults wait for an answer without limit, so a stalled S3 connection would
+ * hold an API request until the function timed out, with no error code. With timeouts (thrown, not only
+ * warned about: `throwOnRequestTimeout`) a stalled attempt is retried, and the last one fails as
+ * STORAGE_UNAVAILABLE / QUEUE_UNAVAILABLE (503). The request timeout is an idle timeout, so a large model upload
+ * that keeps sending is not cut off.
  */
 export function createAwsClients(
   config: Pick<AwsConfig, 'endpoint'>,
-  { region = config.endpoint ? 'us-east-1' : undefined, credentials, maxAttempts }: AwsClientOptions = {},
+  {
+    region = config.endpoint ? 'us-east-1' : undefined,
+    credentials,
+    maxAttempts,
+    connectionTimeoutMs = 3_000,
+    requestTimeoutMs = 10_000,
+  }: AwsClientOptions = {},
 ): AwsClients {
-  const common = { region, credentials, maxAttempts, endpoint: config.endpoint };
+  const common = {
+    region,
+    credentials,
+    maxAttempts,
+    endpoint: config.endpoint,
+    requestHandler: {
+      connectionTimeout: connectionTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  };
   const s3 = { ...common, forcePathStyle: config.endpoint !== undefined };
   return {
     s3: new S3Client(s3),
