@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GraftError } from '../../errors.js';
@@ -11,6 +12,8 @@ import { GraftError } from '../../errors.js';
 export const TEMP_PREFIX = '.tmp-';
 /** File names starting with this are lock files: never a key, never listed. */
 export const LOCK_PREFIX = '.lock-';
+/** What a lock file says about its holder: `host pid`. */
+const HOLDER = `${hostname()} ${process.pid}`;
 
 export interface FileLocksOptions {
   /** A lock file whose mtime is older than this belongs to a crashed holder and is broken. @default 30_000 */
@@ -27,7 +30,9 @@ export interface FileLocksOptions {
  * (`open(lockPath, 'wx')`) so that other processes on the same directory are excluded too.
  *
  * A holder refreshes its lock file's mtime while it runs; a lock not refreshed for `staleMs` is taken to be
- * left by a crashed process and is broken. Critical sections should be short (read, compare, rename).
+ * left by a crashed process and is broken. The file also names its holder (host and process id): a lock whose
+ * holder was a process on this host that no longer exists is broken at once, so a killed process does not stall
+ * its keys for `staleMs`. Critical sections should be short (read, compare, rename).
  */
 export class FileLocks {
   readonly #tails = new Map<string, Promise<void>>();
@@ -110,7 +115,7 @@ export class FileLocks {
 async function createLockFile(lockPath: string): Promise<number> {
   const handle = await open(lockPath, 'wx');
   try {
-    await handle.writeFile(`${process.pid}\n`);
+    await handle.writeFile(`${HOLDER}\n`);
     return (await handle.stat()).ino;
   } catch (err) {
     await unlink(lockPath).catch(() => {});
@@ -129,6 +134,31 @@ async function releaseLockFile(lockPath: string, ino: number): Promise<void> {
   }
 }
 
+/**
+ * Whether the lock file names a holder that is certainly gone: a process of this host (not this process) that
+ * no longer exists. Anything else (another host, an unreadable or half-written file, a live or unknown process)
+ * is left to the mtime rule.
+ */
+async function holderIsGone(lockPath: string): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile(lockPath, 'utf8');
+  } catch {
+    return false;
+  }
+  const match = /^(\S+) (\d+)\n$/.exec(text);
+  if (!match || match[1] !== hostname()) return false;
+  const pid = Number(match[2]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    // ESRCH: no such process. (EPERM: it exists, owned by another user.)
+    return errnoCode(err) === 'ESRCH';
+  }
+}
+
 async function breakIfStale(lockPath: string, staleMs: number): Promise<void> {
   let seen: Awaited<ReturnType<typeof stat>>;
   try {
@@ -136,7 +166,7 @@ async function breakIfStale(lockPath: string, staleMs: number): Promise<void> {
   } catch {
     return;
   }
-  if (Date.now() - seen.mtimeMs < staleMs) return;
+  if (Date.now() - seen.mtimeMs < staleMs && !(await holderIsGone(lockPath))) return;
   // Rename, not unlink: rename is atomic, and afterwards we can check what we moved. Two breakers racing
   // on the same stale lock may otherwise delete the fresh lock the faster one has just taken.
   const grave = `${lockPath}.stale-${randomBytes(6).toString('hex')}`;
