@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -225,6 +225,67 @@ describe('signed URLs in AWS, over a real S3 protocol server on 127.0.0.1', () =
       expect(fromCli[0]?.url).toContain('/models/v1/model.onnx');
       expect(fromCli[0]?.headers.authorization).toBeUndefined();
     } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('graft upload --direct: 413 through the API says so; the signed URL takes the file and the CLI waits for its ingestion', async () => {
+    // given the Lambda's app with a small request limit, listening on 127.0.0.1
+    const deps = createAwsDeps(config, { clients });
+    const app = createApp({
+      ...deps,
+      auth: { adminKeySha256: config.apiKeyHash },
+      models: new ModelCache(deps),
+      signedUrls: new S3SignedUrls(deps.store),
+      limits: { maxUploadBytes: 1000 },
+    });
+    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dir = await tempDir();
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = {
+      config: { url, apiKey: ADMIN_KEY, dataDir: dir },
+      stdout: { write: (text: string) => out.push(text) },
+      stderr: { write: (text: string) => err.push(text) },
+      pollMs: 50,
+    };
+    // S3 -> EventBridge -> SQS -> dispatcher, run here for every file that lands in the drop zone
+    const dispatch = createDispatcherHandler(config, { clients });
+    const dispatched = new Set<string>();
+    const pump = setInterval(async () => {
+      for (const key of await store.list('tasks/direct/incoming/')) {
+        if (dispatched.has(key)) continue;
+        dispatched.add(key);
+        await dispatch(sqsEvent([sqsRecord(objectCreatedEvent(BUCKET, key))]));
+      }
+    }, 50);
+    try {
+      expect(await runCli(['tasks', 'create', 'direct', '--strategy', 'logistic'], io)).toBe(0);
+      const file = path.join(dir, 'big data (2026).jsonl');
+      await writeFile(file, toJsonl(makeTextDataset()));
+      // when the file goes through the API
+      expect(await runCli(['upload', 'direct', file], io)).toBe(1);
+      // then the error says what to do
+      expect(err.join('')).toMatch(/413 .*graft upload --direct takes bigger files/);
+      // when it goes to a signed URL
+      err.length = 0;
+      out.length = 0;
+      expect(await runCli(['upload', 'direct', file, '--direct'], io), err.join('')).toBe(0);
+      // then the CLI waited for the dispatcher's ingestion, and names the dataset and its queued job
+      expect(out.join('')).toMatch(/^dataset ds-[0-9a-f]{16}: 36 rows, job job-[a-z0-9-]+ queued\n$/);
+      expect([...dispatched][0]).toMatch(/^tasks\/direct\/incoming\/.*-big-data--2026-\.jsonl$/);
+      await takeJobMessage();
+      // and a file that cannot be a dataset comes back as the reason it was rejected
+      const broken = path.join(dir, 'broken.csv');
+      await writeFile(broken, 'no,header,here\n1,2,3\n');
+      err.length = 0;
+      expect(await runCli(['upload', 'direct', broken, '--direct'], io)).toBe(1);
+      expect(err.join('')).toMatch(/the upload was rejected: [A-Z_]+: /);
+    } finally {
+      clearInterval(pump);
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });

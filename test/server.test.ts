@@ -72,6 +72,13 @@ describe('local platform over a real listening server', () => {
       expect(await runCli(['models', 'download', 'topics', 'v1', '--out', onnx], cli.io)).toBe(0);
       expect((await readFile(onnx)).byteLength).toBeGreaterThan(1000);
 
+      // and --direct sends a file to a signed URL, which the local server ingests in that request
+      cli.out.length = 0;
+      const jsonl = path.join(dataDir, 'more topics.jsonl');
+      await writeFile(jsonl, toJsonl(makeTextDataset({ perLabel: 12, seed: 5 })));
+      expect(await runCli(['upload', 'topics', jsonl, '--direct'], cli.io), cli.err.join('')).toBe(0);
+      expect(cli.out.join('')).toMatch(/^dataset ds-[0-9a-f]{16}: 36 rows, job job-[a-z0-9-]+ queued\n$/);
+
       // and errors come back as a message and exit code 1
       cli.err.length = 0;
       expect(await runCli(['predict', 'nope', 'x'], cli.io)).toBe(1);

@@ -25,7 +25,9 @@ Usage: graft [--url URL] [--key KEY] <command> [arguments]
   health                                  is the server up?
   tasks list | tasks show TASK
   tasks create TASK [--labels a,b] [--strategy auto|logistic] [--no-auto-train] [--promotion gate|always|manual]
-  upload TASK FILE [--wait]               upload .jsonl/.ndjson/.csv; --wait draws the training job's progress
+  upload TASK FILE [--wait] [--direct]    upload .jsonl/.ndjson/.csv; --wait draws the training job's progress;
+                                          --direct sends it to a signed URL (past the API's size limit:
+                                          6 MB in AWS)
   train TASK [--wait]                     queue a job on all of the task's datasets
   jobs list [--task TASK] | jobs show ID | jobs watch ID | jobs cancel ID
   predict TASK TEXT [TEXT ...]            label, calibrated score
@@ -60,6 +62,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       promotion: { type: 'string' },
       'no-auto-train': { type: 'boolean' },
       wait: { type: 'boolean' },
+      direct: { type: 'boolean' },
       task: { type: 'string' },
       out: { type: 'string', short: 'o' },
       scopes: { type: 'string' },
@@ -126,15 +129,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return 0;
       }
       case 'upload': {
-        const [task, file] = need(2, 'upload TASK FILE [--wait]');
-        const type = /\.csv$/i.test(file ?? '') ? 'text/csv' : 'application/x-ndjson';
-        const body = await readFile(file ?? '');
-        const result = await client.call<{
-          datasetId: string;
-          rows: number;
-          jobId?: string;
-          existing: boolean;
-        }>('POST', `/v1/tasks/${task}/datasets`, body, type);
+        const [task, file = ''] = need(2, 'upload TASK FILE [--wait] [--direct]');
+        const body = await readFile(file);
+        const result = values.direct
+          ? await uploadDirect(client, task, file, body, io)
+          : await client.call<Uploaded>(
+              'POST',
+              `/v1/tasks/${task}/datasets`,
+              body,
+              /\.csv$/i.test(file) ? 'text/csv' : 'application/x-ndjson',
+            );
         print(
           `dataset ${result.datasetId}: ${result.rows} rows${result.existing ? ' (already uploaded)' : ''}${result.jobId ? `, job ${result.jobId} queued` : ''}`,
         );
@@ -302,6 +306,97 @@ interface JobView {
   events: { message: string }[];
 }
 
+interface Uploaded {
+  datasetId: string;
+  rows: number;
+  jobId?: string;
+  existing?: boolean;
+}
+
+/** How long `upload --direct` waits for the platform to ingest a file sent to a signed URL. */
+const INGEST_TIMEOUT_MS = 120_000;
+
+/**
+ * Sends a file to a signed upload URL (`POST /v1/tasks/{task}/uploads`). The local server ingests it in that
+ * request and answers like `POST …/datasets`; S3 answers with nothing, and the platform ingests the file when
+ * its upload event arrives, so this polls the task's datasets for it (or for its rejection).
+ */
+async function uploadDirect(
+  client: Client,
+  task: string,
+  file: string,
+  body: Uint8Array,
+  io: CliIo,
+): Promise<Uploaded> {
+  // The drop zone takes [A-Za-z0-9._-] names; the extension says the format.
+  const name = path
+    .basename(file)
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .slice(-100);
+  const ticket = await client.call<{
+    method: string;
+    url: string;
+    key: string;
+    headers?: Record<string, string>;
+  }>('POST', `/v1/tasks/${task}/uploads`, { file: name });
+  let response: Response;
+  try {
+    response = await fetch(ticket.url, {
+      method: ticket.method,
+      headers: ticket.headers ?? {},
+      body: body as Uint8Array<ArrayBuffer>,
+    });
+  } catch (err) {
+    throw new CliError(
+      `cannot reach the upload URL ${new URL(ticket.url).origin}: ${(err as Error).message}`,
+    );
+  }
+  const text = await response.text();
+  if (!response.ok) throw new CliError(`${response.status} from the upload URL: ${errorText(text)}`);
+  const answer = parseJson(text) as Partial<Uploaded> | undefined;
+  if (answer?.datasetId) return answer as Uploaded;
+  const source = path.basename(ticket.key);
+  const deadline = Date.now() + INGEST_TIMEOUT_MS;
+  for (;;) {
+    const { datasets, rejected } = await client.call<{
+      datasets: { id: string; rows: number; source?: string }[];
+      rejected: { file: string; error: { code: string; message: string } }[];
+    }>('GET', `/v1/tasks/${task}/datasets`);
+    const refused = rejected.find((r) => path.basename(r.file) === source);
+    if (refused)
+      throw new CliError(`the upload was rejected: ${refused.error.code}: ${refused.error.message}`);
+    const dataset = datasets.find((d) => d.source === `incoming/${source}`);
+    if (dataset) {
+      const { jobs } = await client.call<{ jobs: { id: string; datasets?: string[] }[] }>(
+        'GET',
+        `/v1/jobs?task=${encodeURIComponent(task)}`,
+      );
+      const job = jobs.find((j) => j.datasets?.includes(dataset.id));
+      return { datasetId: dataset.id, rows: dataset.rows, ...(job ? { jobId: job.id } : {}) };
+    }
+    if (Date.now() > deadline) {
+      throw new CliError(
+        `${ticket.key} was uploaded but is not ingested after ${INGEST_TIMEOUT_MS / 1000} s: see \`graft jobs list --task ${task}\` later, or the dispatcher's log.`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, io.pollMs ?? 500));
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `CODE: message` of a Graft error body, or the text itself. */
+function errorText(text: string): string {
+  const parsed = parseJson(text) as { error?: { code: string; message: string } } | undefined;
+  return parsed?.error ? `${parsed.error.code}: ${parsed.error.message}` : text;
+}
+
 interface ModelRow {
   version: string;
   status: string;
@@ -394,13 +489,12 @@ class Client {
       );
     }
     if (!response.ok) {
-      const text = await response.text();
-      let message = text;
-      try {
-        const parsed = JSON.parse(text) as { error?: { code: string; message: string } };
-        if (parsed.error) message = `${parsed.error.code}: ${parsed.error.message}`;
-      } catch {}
-      throw new CliError(`${response.status} ${message}`);
+      const message = errorText(await response.text());
+      const hint =
+        response.status === 413 && route.endsWith('/datasets')
+          ? ' (graft upload --direct takes bigger files)'
+          : '';
+      throw new CliError(`${response.status} ${message}${hint}`);
     }
     return response;
   }
