@@ -85,6 +85,22 @@ function lambdaApi() {
   };
 }
 
+/** The API Lambda's app, served over HTTP on 127.0.0.1 (for the CLI, which needs a URL). */
+async function serveLambdaApp(limits: { maxUploadBytes?: number } = {}) {
+  const deps = createAwsDeps(config, { clients });
+  const app = createApp({
+    ...deps,
+    auth: { adminKeySha256: config.apiKeyHash },
+    models: new ModelCache(deps),
+    signedUrls: new S3SignedUrls(deps.store),
+    limits,
+  });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+  });
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 async function takeJobMessage(): Promise<string> {
   const [message] = await queue.receive({ waitMs: 2000 });
   if (!message) throw new Error('no job message on the queue');
@@ -193,17 +209,7 @@ describe('signed URLs in AWS, over a real S3 protocol server on 127.0.0.1', () =
 
   it('the CLI follows the redirect to S3 without sending the API key there', async () => {
     // given the same app as the Lambda, listening on 127.0.0.1 (another origin than the S3 server)
-    const deps = createAwsDeps(config, { clients });
-    const app = createApp({
-      ...deps,
-      auth: { adminKeySha256: config.apiKeyHash },
-      models: new ModelCache(deps),
-      signedUrls: new S3SignedUrls(deps.store),
-    });
-    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { server, url } = await serveLambdaApp();
     try {
       const dir = await tempDir();
       const out = path.join(dir, 'v1.onnx');
@@ -231,18 +237,7 @@ describe('signed URLs in AWS, over a real S3 protocol server on 127.0.0.1', () =
 
   it('graft upload --direct: 413 through the API says so; the signed URL takes the file and the CLI waits for its ingestion', async () => {
     // given the Lambda's app with a small request limit, listening on 127.0.0.1
-    const deps = createAwsDeps(config, { clients });
-    const app = createApp({
-      ...deps,
-      auth: { adminKeySha256: config.apiKeyHash },
-      models: new ModelCache(deps),
-      signedUrls: new S3SignedUrls(deps.store),
-      limits: { maxUploadBytes: 1000 },
-    });
-    const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { server, url } = await serveLambdaApp({ maxUploadBytes: 1000 });
     const dir = await tempDir();
     const out: string[] = [];
     const err: string[] = [];

@@ -10,25 +10,13 @@ import { storageKeys } from '../src/core/storage-keys.js';
 import { runCrashWorker } from './support/crash-runner.js';
 import type { CrashPlan } from './support/crash-worker.js';
 import { makeTextDataset, toJsonl } from './support/fixtures.js';
-import { ADMIN_KEY, createTestApp, type TestApp } from './support/harness.js';
+import { ADMIN_KEY, createTestApp, queuedJob, type TestApp } from './support/harness.js';
 
 async function upload(ctx: TestApp, task: string, seed: number) {
   const rows = makeTextDataset({ perLabel: 30, seed }).map((r) => ({ ...r, text: `${r.text} s${seed}` }));
   const uploaded = await ctx.api.post(`/v1/tasks/${task}/datasets`, toJsonl(rows), 'application/x-ndjson');
   expect(uploaded.status, JSON.stringify(uploaded.body)).toBe(201);
   return uploaded.body.jobId as string;
-}
-
-/** A task with one dataset and one queued job (the task does not train on upload). */
-async function queuedJob(ctx: TestApp, task: string) {
-  await ctx.api.put(`/v1/tasks/${task}`, { autoTrain: false, strategy: 'logistic' });
-  const rows = makeTextDataset({ perLabel: 10 });
-  expect(
-    (await ctx.api.post(`/v1/tasks/${task}/datasets`, toJsonl(rows), 'application/x-ndjson')).status,
-  ).toBe(201);
-  const queued = await ctx.api.post(`/v1/tasks/${task}/jobs`, {});
-  expect(queued.status).toBe(202);
-  return queued.body.id as string;
 }
 
 /** Delivers the job's message until the queue dead-letters it, as workers that die right after receiving would. */
@@ -116,7 +104,7 @@ describe('sweepDeadLetters', () => {
   it('runs in the platform of `npm start`: a dead letter found on start fails its job', async () => {
     // given a data directory holding a dead-lettered job that never started
     const ctx = await createTestApp();
-    const jobId = await queuedJob(ctx, 'restarted');
+    const jobId = await queuedJob(ctx, 'restarted', { perLabel: 10 });
     await deadLetter(ctx, jobId);
     // when the platform starts on it
     const config = loadLocalConfig({
@@ -144,7 +132,7 @@ describe('sweepDeadLetters', () => {
   it('fails a queued job that never started, once; the letter is kept and not handled again', async () => {
     // given
     const ctx = await createTestApp();
-    const jobId = await queuedJob(ctx, 'never');
+    const jobId = await queuedJob(ctx, 'never', { perLabel: 10 });
     const queue = await deadLetter(ctx, jobId);
     expect((await queue.unhandledDeadLetters()).length).toBeGreaterThan(0);
 
@@ -164,7 +152,7 @@ describe('sweepDeadLetters', () => {
   it('leaves a job a live worker holds until its heartbeat goes stale', async () => {
     // given a running job with a fresh heartbeat, and a duplicate of its message dead-lettered
     const ctx = await createTestApp();
-    const jobId = await queuedJob(ctx, 'held');
+    const jobId = await queuedJob(ctx, 'held', { perLabel: 10 });
     const claimedAt = new Date();
     await updateJob(ctx.deps, jobId, (job) => ({
       ...job,
@@ -202,9 +190,9 @@ describe('sweepDeadLetters', () => {
   it('leaves ended jobs, unknown jobs and letters that are not job messages as they are', async () => {
     // given a succeeded and a cancelled job, a message for a job that does not exist, and a damaged file
     const ctx = await createTestApp();
-    const succeeded = await queuedJob(ctx, 'done');
+    const succeeded = await queuedJob(ctx, 'done', { perLabel: 10 });
     await updateJob(ctx.deps, succeeded, (job) => ({ ...job, status: 'succeeded', progress: 1 }));
-    const cancelled = await queuedJob(ctx, 'stopped');
+    const cancelled = await queuedJob(ctx, 'stopped', { perLabel: 10 });
     expect((await ctx.api.post(`/v1/jobs/${cancelled}/cancel`, {})).status).toBe(200);
     const before = await Promise.all([succeeded, cancelled].map((id) => getJob(ctx.deps, id)));
     await ctx.deps.queue.send({ type: 'train', jobId: 'job-nope-00000000' });

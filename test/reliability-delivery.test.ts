@@ -7,20 +7,7 @@ import { listCards } from '../src/core/models.js';
 import { processMessage, runQueueWorker } from '../src/core/queue-worker.js';
 import { getTask } from '../src/core/tasks.js';
 import { runJob } from '../src/core/worker.js';
-import { makeTextDataset, toJsonl } from './support/fixtures.js';
-import { createTestApp, type TestApp } from './support/harness.js';
-
-/** A task with one dataset and one queued job, and nothing trained yet. */
-async function queuedJob(ctx: TestApp, task: string) {
-  await ctx.api.put(`/v1/tasks/${task}`, { autoTrain: false, strategy: 'logistic' });
-  const rows = makeTextDataset({ perLabel: 20 });
-  expect(
-    (await ctx.api.post(`/v1/tasks/${task}/datasets`, toJsonl(rows), 'application/x-ndjson')).status,
-  ).toBe(201);
-  const queued = await ctx.api.post(`/v1/tasks/${task}/jobs`, {});
-  expect(queued.status).toBe(202);
-  return queued.body.id as string;
-}
+import { createTestApp, queuedJob, type TestApp } from './support/harness.js';
 
 /** One model version for the job, served, and the job's record says so once. */
 async function expectOneVersion(ctx: TestApp, task: string, jobId: string) {

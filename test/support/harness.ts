@@ -92,6 +92,17 @@ export async function trainTask(ctx: TestApp, task: string, { perLabel = 12, see
   return { datasetId: uploaded.body.datasetId as string, jobId: job.id as string, version: job.modelVersion };
 }
 
+/** Creates `task` (no training on upload), uploads a small dataset and queues one job, which is returned untrained. */
+export async function queuedJob(ctx: TestApp, task: string, { perLabel = 20 } = {}): Promise<string> {
+  await ctx.api.put(`/v1/tasks/${task}`, { autoTrain: false, strategy: 'logistic' });
+  const rows = makeTextDataset({ perLabel });
+  const uploaded = await ctx.api.post(`/v1/tasks/${task}/datasets`, toJsonl(rows), 'application/x-ndjson');
+  if (uploaded.status !== 201) throw new Error(`upload failed: ${JSON.stringify(uploaded.body)}`);
+  const queued = await ctx.api.post(`/v1/tasks/${task}/jobs`, {});
+  if (queued.status !== 202) throw new Error(`queueing failed: ${JSON.stringify(queued.body)}`);
+  return queued.body.id as string;
+}
+
 export interface Route {
   method: string;
   /** Hono's pattern, e.g. `/v1/tasks/:task/predict`. */
