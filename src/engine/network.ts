@@ -1,8 +1,10 @@
 // A small softmax network on a FeatureMatrix: an input layer read from sparse or dense rows, then either the
 // softmax directly (a linear head: the `logistic` strategy on dense features) or one hidden ReLU layer with
 // dropout (the `mlp` strategy). AdamW (lazy and exact on sparse inputs), class weights, early stopping.
+
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { DenseAdamW, SparseAdamW } from './adamw.js';
+import { crossEntropyRow } from './cross-entropy.js';
 import { EarlyStopping, type EpochRecord } from './early-stopping.js';
 import type { FeatureMatrix } from './features.js';
 import type { SparseVector } from './hash-ngrams.js';
@@ -320,19 +322,8 @@ export function networkBatchLoss(
     const y = labels[i] as number;
     const w = classWeights[y] as number;
     const z = forwardRow(network, X, i, pass, dropout);
-    let max = -Infinity;
-    for (let c = 0; c < C; c++) if ((z[c] as number) > max) max = z[c] as number;
-    let sum = 0;
-    for (let c = 0; c < C; c++) {
-      const e = Math.exp((z[c] as number) - max);
-      delta[c] = e;
-      sum += e;
-    }
-    loss += w * (Math.log(sum) - Math.log(delta[y] as number));
+    loss += crossEntropyRow(z, delta, 0, C, y, w, batch, grad !== undefined);
     if (!grad || w === 0) continue;
-    const scale = w / (batch * sum);
-    for (let c = 0; c < C; c++) delta[c] = (delta[c] as number) * scale;
-    delta[y] = (delta[y] as number) - w / batch;
     // delta = dL/dlogits of this row.
     let firstDelta = delta;
     const second = network.second;
@@ -433,19 +424,7 @@ function denseBatchLoss(
     for (let r = 0; r < count; r++) {
       const y = labels[rows[start + r] as number] as number;
       const w = classWeights[y] as number;
-      const o = r * C;
-      let max = -Infinity;
-      for (let c = 0; c < C; c++) if ((Z[o + c] as number) > max) max = Z[o + c] as number;
-      let sum = 0;
-      for (let c = 0; c < C; c++) {
-        const e = Math.exp((Z[o + c] as number) - max);
-        D[o + c] = e;
-        sum += e;
-      }
-      loss += w * (Math.log(sum) - Math.log(D[o + y] as number));
-      const scale = grad ? w / (batch * sum) : 0;
-      for (let c = 0; c < C; c++) D[o + c] = (D[o + c] as number) * scale;
-      if (grad) D[o + y] = (D[o + y] as number) - w / batch;
+      loss += crossEntropyRow(Z, D, r * C, C, y, w, batch, grad !== undefined);
     }
     if (!grad) continue;
     let firstDelta = D;

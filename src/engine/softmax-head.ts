@@ -1,3 +1,4 @@
+import { crossEntropyRow } from './cross-entropy.js';
 import type { SparseVector } from './hash-ngrams.js';
 
 /** A linear softmax head: logits = x W + b, with W row-major `[dims, classes]` (the ONNX MatMul layout). */
@@ -126,20 +127,8 @@ export function batchLossAndGradient(
     const y = labels[i] as number;
     const w = classWeights[y] as number;
     head.logitsInto(x, z);
-    let max = -Infinity;
-    for (let c = 0; c < C; c++) if ((z[c] as number) > max) max = z[c] as number;
-    let sum = 0;
-    for (let c = 0; c < C; c++) {
-      const e = Math.exp((z[c] as number) - max);
-      z[c] = e;
-      sum += e;
-    }
-    // z now holds exp(z - max); p = z / sum.
-    loss += w * (Math.log(sum) - Math.log(z[y] as number));
+    loss += crossEntropyRow(z, z, 0, C, y, w, batch, grad !== undefined);
     if (!grad || w === 0) continue;
-    const scale = w / (batch * sum);
-    for (let c = 0; c < C; c++) z[c] = (z[c] as number) * scale;
-    z[y] = (z[y] as number) - w / batch;
     // z is now dL/dlogits of row i.
     const gb = grad.bias;
     for (let c = 0; c < C; c++) gb[c] = (gb[c] as number) + (z[c] as number);
