@@ -53,6 +53,7 @@ export class GraftStack extends Stack {
     this.alarms = new Alarms(this, 'Alarms', {
       deadLetterQueue: this.training.deadLetterQueue,
       api: this.api.function,
+      batchEventsHandler: this.training.batchEventsHandler,
       alarmEmail: props.alarmEmail,
     });
 

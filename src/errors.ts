@@ -31,6 +31,8 @@ export const STATUS_BY_CODE = {
   PARITY_CHECK_FAILED: 500,
   /** A job whose queue message was given up on (dead-lettered) before any delivery finished it. */
   DELIVERIES_EXHAUSTED: 500,
+  /** A job whose trainer AWS Batch stopped for good (out of memory, past its timeout, its last attempt failed). */
+  TRAINER_STOPPED: 500,
   INTERNAL: 500,
   STORAGE_UNAVAILABLE: 503,
   QUEUE_UNAVAILABLE: 503,

@@ -306,6 +306,50 @@ describe('training pipeline', () => {
     expect(statements.flatMap(actions).some((a) => a.startsWith('batch:'))).toBe(false);
   });
 
+  it('routes FAILED Batch jobs of its own job queue to the Batch events handler, which may only touch job records', () => {
+    // given the rule and the function
+    const handlerId = Object.keys(
+      template.findResources('AWS::Lambda::Function', {
+        Properties: { Description: Match.stringLikeRegexp('^Graft Batch events') },
+      }),
+    )[0];
+    expect(handlerId).toMatch(/^TrainingBatchEventsHandlerFunction/);
+    // then: Batch's state changes to FAILED, of this stack's job queue only, go to that function
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.batch'],
+        'detail-type': ['Batch Job State Change'],
+        detail: {
+          status: ['FAILED'],
+          jobQueue: [{ 'Fn::GetAtt': [Match.stringLikeRegexp('^TrainingBatchJobQueue'), 'JobQueueArn'] }],
+        },
+      },
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [handlerId, 'Arn'] } })],
+    });
+    // EventBridge may invoke it, for that rule only
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      FunctionName: { 'Fn::GetAtt': [handlerId, 'Arn'] },
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TrainingTrainerFailedRule'), 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('^Graft Batch events'),
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: 30,
+      Environment: { Variables: Match.objectLike({ [ENV.bucket]: Match.anyValue() }) },
+    });
+    const statements = statementsOf('TrainingBatchEventsHandlerRole');
+    expect(patternsFor(statements, 's3:GetObject')).toEqual([KEY_PATTERNS.jobs]);
+    expect(patternsFor(statements, 's3:PutObject')).toEqual([KEY_PATTERNS.jobs]);
+    expect(patternsFor(statements, 's3:DeleteObject')).toEqual([]);
+    expect(statements.flatMap(actions).filter((a) => !a.startsWith('s3:') && !a.startsWith('logs:'))).toEqual(
+      [],
+    );
+  });
+
   it('runs on a GPU compute environment of g5/g6 instances that scales to zero', () => {
     template.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
       Type: 'managed',
@@ -439,7 +483,7 @@ describe('least privilege', () => {
 });
 
 describe('alarms', () => {
-  it('alarm on any dead letter and on API errors', () => {
+  it('alarm on any dead letter, on any Batch events handler error and on API errors', () => {
     // the dead-letter handler empties the queue within seconds: what is counted is messages received from it
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/SQS',
@@ -460,6 +504,18 @@ describe('alarms', () => {
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: Match.stringLikeRegexp('^ApiHandlerFunction') } }],
       Threshold: 5,
     });
+    // an error of the Batch events handler may leave a job running
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Errors',
+      Dimensions: [
+        {
+          Name: 'FunctionName',
+          Value: { Ref: Match.stringLikeRegexp('^TrainingBatchEventsHandlerFunction') },
+        },
+      ],
+      Threshold: 1,
+    });
     template.resourceCountIs('AWS::SNS::Topic', 0);
   });
 
@@ -473,6 +529,10 @@ describe('alarms', () => {
       MetricName: 'NumberOfMessagesReceived',
       AlarmActions: [{ Ref: Match.stringLikeRegexp('^AlarmsTopic') }],
     });
+    const alarms = Object.values(mailed.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(3);
+    for (const alarm of alarms)
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: expect.stringMatching(/^AlarmsTopic/) }]);
     mailed.hasResourceProperties('AWS::SNS::TopicPolicy', {
       PolicyDocument: {
         Statement: Match.arrayWith([

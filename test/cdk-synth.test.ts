@@ -98,13 +98,22 @@ describe('npx cdk synth (real bundling; no Docker engine, no credentials)', () =
       );
       expect(size).toBeLessThan(LAMBDA_UNZIPPED_LIMIT);
 
-      // The dispatcher and the dead-letter handler never load ONNX Runtime: their assets are the bundle alone.
-      const sqsHandlers = assets.filter(
-        (dir) =>
-          existsSync(path.join(dir, 'index.mjs')) &&
-          !existsSync(path.join(dir, 'node_modules', 'onnxruntime-node')),
-      );
-      expect(sqsHandlers).toHaveLength(2);
+      // The dispatcher, the dead-letter handler and the Batch events handler never load ONNX Runtime: their
+      // assets are the bundle alone.
+      const bundleOf = (description: string) => {
+        const fn = Object.values(template.Resources).find(
+          (r) =>
+            r.Type === 'AWS::Lambda::Function' && String(r.Properties.Description).startsWith(description),
+        );
+        const key = (fn?.Properties.Code as { S3Key?: string } | undefined)?.S3Key ?? '';
+        return assets.find((dir) => path.basename(dir) === `asset.${key.replace(/\.zip$/, '')}`) ?? '';
+      };
+      const sqsHandlers = ['Graft dispatcher', 'Graft dead letters'].map(bundleOf);
+      const batchEvents = bundleOf('Graft Batch events');
+      for (const dir of [...sqsHandlers, batchEvents]) {
+        expect(existsSync(path.join(dir, 'index.mjs')), dir).toBe(true);
+        expect(existsSync(path.join(dir, 'node_modules')), dir).toBe(false);
+      }
       // The bundles load as Lambda loads them (ESM, onnxruntime-node from the asset's node_modules) and the API
       // answers; only the asset for this machine's CPU can load its native binary here.
       if (arch === process.arch) {
@@ -117,6 +126,9 @@ describe('npx cdk synth (real bundling; no Docker engine, no credentials)', () =
           const batch = await invokeBundle(path.join(dir, 'index.mjs'), { Records: [] });
           expect(batch, dir).toEqual({ batchItemFailures: [] });
         }
+        // An event that is no Batch job failure is logged and ignored, not thrown (no S3 call needed).
+        const ignored = await invokeBundle(path.join(batchEvents, 'index.mjs'), { source: 'aws.batch' });
+        expect(ignored).toBe('ignored');
       }
 
       // The trainer image's build context holds only what the Dockerfile copies.

@@ -10,16 +10,19 @@ import { Construct } from 'constructs';
 export interface AlarmsProps {
   readonly deadLetterQueue: sqs.IQueue;
   readonly api: lambda.IFunction;
+  /** The function that fails the job of a trainer AWS Batch stopped for good. */
+  readonly batchEventsHandler: lambda.IFunction;
   /** Errors (uncaught exceptions, timeouts) of the API function in 5 minutes that raise the alarm. @default 5 */
   readonly apiErrorThreshold?: number;
   /** Address that receives the alarms (through an SNS topic). @default - alarms without notification */
   readonly alarmEmail?: string;
 }
 
-/** What needs a person: a message dead-lettered, and API errors. */
+/** What needs a person: a message dead-lettered, a Batch failure not recorded, and API errors. */
 export class Alarms extends Construct {
   readonly deadLetters: cloudwatch.Alarm;
   readonly apiErrors: cloudwatch.Alarm;
+  readonly batchEventErrors: cloudwatch.Alarm;
   readonly topic: sns.Topic | undefined;
 
   constructor(scope: Construct, id: string, props: AlarmsProps) {
@@ -40,6 +43,20 @@ export class Alarms extends Construct {
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    // Lambda retries a failed event twice, then drops it: any error may mean a job left `running`.
+    this.batchEventErrors = new cloudwatch.Alarm(this, 'BatchEventErrors', {
+      alarmDescription:
+        'The Batch events function could not record that AWS Batch stopped a trainer (S3 unavailable?): its job ' +
+        'may stay running. Its log names the job; fix the cause, then train the job again.',
+      metric: props.batchEventsHandler.metricErrors({
+        period: Duration.minutes(5),
+        statistic: cloudwatch.Stats.SUM,
+      }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
     this.apiErrors = new cloudwatch.Alarm(this, 'ApiErrors', {
       alarmDescription: 'The API function failed (uncaught errors or timeouts): look at its logs.',
       metric: props.api.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
@@ -51,7 +68,7 @@ export class Alarms extends Construct {
     if (props.alarmEmail) {
       this.topic = new sns.Topic(this, 'Topic', { enforceSSL: true, displayName: 'Graft alarms' });
       this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
-      for (const alarm of [this.deadLetters, this.apiErrors])
+      for (const alarm of [this.deadLetters, this.batchEventErrors, this.apiErrors])
         alarm.addAlarmAction(new actions.SnsAction(this.topic));
       Validations.of(this.topic).acknowledge({
         id: 'AwsSolutions-SNS2',

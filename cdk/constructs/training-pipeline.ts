@@ -3,6 +3,8 @@ import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -63,14 +65,17 @@ export interface TrainingPipelineProps {
 /**
  * Upload -> training: the SQS job queue (with its dead-letter queue after 3 receives), the dispatcher Lambda that
  * turns queue messages into dataset versions and Batch jobs, the dead-letter Lambda that fails the job of a
- * message that failed every delivery, and AWS Batch (compute environment scaling from 0, job queue, trainer job
- * definition with timeout and retry strategy).
+ * message that failed every delivery, AWS Batch (compute environment scaling from 0, job queue, trainer job
+ * definition with timeout and retry strategy), and the Batch events Lambda that fails the job of a trainer Batch
+ * stopped for good.
  */
 export class TrainingPipeline extends Construct {
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
   readonly dispatcher: lambda.IFunction;
   readonly deadLetterHandler: lambda.IFunction;
+  readonly batchEventsHandler: lambda.IFunction;
+  readonly trainerFailedRule: events.Rule;
   readonly computeEnvironment: batch.IManagedComputeEnvironment;
   readonly jobQueue: batch.JobQueue;
   readonly jobDefinition: batch.EcsJobDefinition;
@@ -246,6 +251,37 @@ export class TrainingPipeline extends Construct {
       new SqsEventSource(this.deadLetterQueue, { batchSize: 10, reportBatchItemFailures: true }),
     );
     store.grantJobRecords(deadLetters.function);
+
+    // The dispatcher deleted the job's message once Batch took it, so a trainer that Batch stops for good (killed
+    // for memory, past its timeout, failed on its last attempt) never reaches the dead-letter queue: Batch's own
+    // FAILED event, for this stack's job queue only, fails its job instead.
+    const batchEvents = new GraftFunction(this, 'BatchEventsHandler', {
+      entry: 'functions/aws/batch-events.ts',
+      description: 'Graft Batch events: fails the job of a trainer that AWS Batch stopped for good',
+      architecture: props.architecture,
+      memorySize: 256,
+      timeout: Duration.seconds(30),
+      onnxRuntime: false,
+      environment: {
+        [ENV.bucket]: store.bucket.bucketName,
+        // Required by the AWS configuration; this function never sends to or reads from the job queue.
+        [ENV.queueUrl]: this.queue.queueUrl,
+        [ENV.logLevel]: 'info',
+      },
+    });
+    this.batchEventsHandler = batchEvents.function;
+    store.grantJobRecords(batchEvents.function);
+    // EventBridge invokes the function asynchronously: an event it throws on (S3 unavailable) is retried twice by
+    // Lambda, and the Alarms construct watches its errors.
+    this.trainerFailedRule = new events.Rule(this, 'TrainerFailedRule', {
+      description: 'Graft: a trainer job on the Graft Batch job queue failed for good',
+      eventPattern: {
+        source: ['aws.batch'],
+        detailType: ['Batch Job State Change'],
+        detail: { status: ['FAILED'], jobQueue: [this.jobQueue.jobQueueArn] },
+      },
+      targets: [new targets.LambdaFunction(batchEvents.function)],
+    });
   }
 
   #createVpc(): ec2.Vpc {

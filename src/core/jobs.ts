@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { GraftError, toGraftError } from '../errors.js';
+import { type ErrorCode, GraftError, toGraftError } from '../errors.js';
 import { checkName } from '../names.js';
 import { MAX_DELIVERIES } from './delivery.js';
 import { type CoreDeps, nowIso } from './deps.js';
@@ -198,53 +198,62 @@ export interface StalenessOptions {
   staleAfterMs?: number;
 }
 
-/** What `failDeadLetteredJob` found, and did. */
-export type DeadLetterOutcome =
-  /** Marked failed with DELIVERIES_EXHAUSTED. */
+/** What `failAbandonedJob` found, and did. */
+export type AbandonedJobOutcome =
+  /** Marked failed with the abandonment's code. */
   | { outcome: 'failed'; job: Job }
   /** It had already ended (succeeded, failed, cancelled): left as it is. */
   | { outcome: 'ended'; job: Job }
-  /** A live worker holds it (the dead letter was a duplicate delivery): left to that worker; look again later. */
+  /** A live worker holds it (e.g. a duplicate delivery's): left to that worker; look again later. */
   | { outcome: 'held'; job: Job }
   | { outcome: 'unknown' };
 
+/** Why nothing will finish a job any more, as `failAbandonedJob` records it. */
+export interface Abandonment {
+  code: ErrorCode;
+  /** The job's error message, from the job as it stands (task, stage, attempts): what happened, how to retry. */
+  reason: (job: Job) => string;
+  /** What the job's event says after `failed: CODE`. */
+  event: string;
+  /**
+   * Workers known to have stopped (their container is gone): a fresh heartbeat of theirs does not hold the job,
+   * since it was written just before they died. @default none
+   */
+  stoppedWorkers?: readonly string[];
+  /** A running job whose heartbeat is older than this has lost its worker. @default staleAfter() */
+  staleAfterMs?: number;
+}
+
 /** Thrown out of an update to leave the record unwritten. */
 class LeftAlone {
-  constructor(readonly result: DeadLetterOutcome) {}
+  constructor(readonly result: AbandonedJobOutcome) {}
 }
 
 /**
- * For a job message the queue gave up on after `deliveries` deliveries (a dead letter): no further delivery
- * will run the job, so unless it has ended or a live worker still holds it, it is marked `failed` with
- * DELIVERIES_EXHAUSTED and a reason that says what happened and how to retry. The dataset is not touched.
- * Idempotent, with a conditional write: a job that ends meanwhile is left alone, and a second call for the same
- * letter finds it ended.
+ * For a job that nothing will run again (its queue message was dead-lettered, its Batch job failed for good):
+ * unless it has ended or a live worker still holds it, it is marked `failed` with the abandonment's code and
+ * reason. The dataset is not touched. Idempotent, with a conditional write: a job that ends meanwhile is left
+ * alone, and a second call for the same cause finds it ended.
  */
-export async function failDeadLetteredJob(
+export async function failAbandonedJob(
   deps: CoreDeps,
   jobId: string,
-  {
-    deliveries = MAX_DELIVERIES,
-    staleAfterMs = staleAfter(),
-  }: { deliveries?: number; staleAfterMs?: number } = {},
-): Promise<DeadLetterOutcome> {
+  { code, reason, event, stoppedWorkers = [], staleAfterMs = staleAfter() }: Abandonment,
+): Promise<AbandonedJobOutcome> {
   if (!(await findJob(deps, jobId))) return { outcome: 'unknown' };
   try {
     const { value } = await updateJob(deps, jobId, (job) => {
       if (isTerminal(job)) throw new LeftAlone({ outcome: 'ended', job });
       const now = deps.now?.() ?? new Date();
-      const heartbeatAge = job.worker ? now.getTime() - Date.parse(job.worker.heartbeatAt) : Infinity;
-      if (job.status === 'running' && heartbeatAge < staleAfterMs)
-        throw new LeftAlone({ outcome: 'held', job });
+      const alive =
+        job.worker !== undefined &&
+        !stoppedWorkers.includes(job.worker.id) &&
+        now.getTime() - Date.parse(job.worker.heartbeatAt) < staleAfterMs;
+      if (job.status === 'running' && alive) throw new LeftAlone({ outcome: 'held', job });
       return withEvent(
-        {
-          ...job,
-          status: 'failed',
-          worker: undefined,
-          error: { code: 'DELIVERIES_EXHAUSTED', message: deadLetterReason(job, deliveries) },
-        },
+        { ...job, status: 'failed', worker: undefined, error: { code, message: reason(job) } },
         now.toISOString(),
-        `failed: DELIVERIES_EXHAUSTED (its queue message was dead-lettered after ${deliveries} deliveries)`,
+        `failed: ${code} (${event})`,
       );
     });
     return { outcome: 'failed', job: value };
@@ -254,21 +263,43 @@ export async function failDeadLetteredJob(
   }
 }
 
-function deadLetterReason(job: Job, deliveries: number): string {
-  const retry =
+/**
+ * For a job message the queue gave up on after `deliveries` deliveries (a dead letter): no further delivery
+ * will run the job, so it fails with DELIVERIES_EXHAUSTED (see `failAbandonedJob`).
+ */
+export function failDeadLetteredJob(
+  deps: CoreDeps,
+  jobId: string,
+  { deliveries = MAX_DELIVERIES, staleAfterMs }: { deliveries?: number; staleAfterMs?: number } = {},
+): Promise<AbandonedJobOutcome> {
+  return failAbandonedJob(deps, jobId, {
+    code: 'DELIVERIES_EXHAUSTED',
+    reason: (job) => deadLetterReason(job, deliveries),
+    event: `its queue message was dead-lettered after ${deliveries} deliveries`,
+    staleAfterMs,
+  });
+}
+
+/** How to train a failed job's data again: part of the reason of every job that nothing will finish. */
+export function retryAdvice(job: Job): string {
+  return (
     `The dataset is kept: retry with POST /v1/tasks/${job.task}/jobs and this job's datasets ` +
-    `(or \`graft train ${job.task}\` for all of the task's datasets)`;
+    `(or \`graft train ${job.task}\` for all of the task's datasets).`
+  );
+}
+
+function deadLetterReason(job: Job, deliveries: number): string {
   if (job.attempts === 0) {
     return (
       `The job was delivered ${deliveries} times and never started: each delivery failed before a worker ` +
-      `took it (the worker's or dispatcher's log says why). ${retry}.`
+      `took it (the worker's or dispatcher's log says why). ${retryAdvice(job)}`
     );
   }
   const stage = job.stage ?? 'validating';
   return (
     `The worker stopped without finishing this job on all ${deliveries} deliveries (last stage: ${stage}); ` +
-    `most likely it was killed (out of memory, or its process or machine stopped). ${retry}; if it stops at ` +
-    'the same stage again, give the worker more memory or train on fewer rows.'
+    `most likely it was killed (out of memory, or its process or machine stopped). ${retryAdvice(job)} If ` +
+    'it stops at the same stage again, give the worker more memory or train on fewer rows.'
   );
 }
 

@@ -22,3 +22,11 @@ export const TRAINER_EXIT = {
   /** The job failed for good; its record says why. Retrying cannot help. */
   failed: 2,
 } as const;
+
+/**
+ * The worker id the trainer writes into the job record on Batch attempt `attempt` (AWS_BATCH_JOB_ATTEMPT, from
+ * 1): what lets a Batch failure event tell the heartbeat of its own (now stopped) containers from another's.
+ */
+export function trainerWorkerId(jobId: string, attempt: number): string {
+  return `batch-${jobId}-${attempt}`;
+}

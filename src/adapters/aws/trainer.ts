@@ -4,7 +4,7 @@ import { GraftError, toGraftError } from '../../errors.js';
 import { checkName } from '../../names.js';
 import { availableExecutionProviders } from '../../runtime/onnx.js';
 import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
-import { TRAINER_ENV, TRAINER_EXIT } from './trainer-contract.js';
+import { TRAINER_ENV, TRAINER_EXIT, trainerWorkerId } from './trainer-contract.js';
 
 export { TRAINER_ENV, TRAINER_EXIT };
 
@@ -55,7 +55,11 @@ export async function runTrainer(
     ...createAwsDeps(config, { clients }),
     executionProviders: await availableExecutionProviders(),
   };
-  const options = { heartbeatMs, workerId: `batch-${jobId}-${attempt}`, lastAttempt: attempt >= maxAttempts };
+  const options = {
+    heartbeatMs,
+    workerId: trainerWorkerId(jobId, attempt),
+    lastAttempt: attempt >= maxAttempts,
+  };
   deps.log.info('trainer started', {
     jobId,
     attempt,
