@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { Node } from 'constructs';
 import type { GraftStackProps } from './graft-stack.js';
@@ -14,6 +14,8 @@ import type { GraftStackProps } from './graft-stack.js';
  * | `graft:gpu` | `true` \| `false` (false: CPU training on Fargate) | `true` |
  * | `graft:spot` | `true` \| `false` | `false` |
  * | `graft:maxVcpus` | whole number | `16` |
+ * | `graft:trainerMemoryGiB` | whole number (memory of one training job) | `14` |
+ * | `graft:jobTimeoutMinutes` | whole number (one training attempt) | `120` |
  * | `graft:apiMemoryMb` | 128-10240 | `2048` |
  * | `graft:apiTimeoutSeconds` | 1-900 | `30` |
  * | `graft:reservedConcurrency` | whole number | none |
@@ -50,9 +52,15 @@ export function stackPropsFromContext(node: Node): {
         gpu: bool(read('gpu'), 'graft:gpu'),
         spot: bool(read('spot'), 'graft:spot'),
         maxVcpus: whole(read('maxVcpus'), 'graft:maxVcpus'),
+        trainerMemory: optional(whole(read('trainerMemoryGiB'), 'graft:trainerMemoryGiB'), Size.gibibytes),
+        jobTimeout: optional(whole(read('jobTimeoutMinutes'), 'graft:jobTimeoutMinutes'), Duration.minutes),
       },
     },
   };
+}
+
+function optional<T>(value: number | undefined, make: (n: number) => T): T | undefined {
+  return value === undefined ? undefined : make(value);
 }
 
 function str(value: unknown): string | undefined {

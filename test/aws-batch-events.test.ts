@@ -202,7 +202,7 @@ describe('the Batch events handler against S3 on 127.0.0.1', () => {
       /^AWS Batch stopped the trainer at stage training: OutOfMemoryError: Container killed due to memory usage; Essential container in task exited \(exit 137\)\./,
     );
     expect(message).toContain('ran out of memory (it had 14336 MiB)');
-    expect(message).toContain('trainerMemory');
+    expect(message).toContain('graft:trainerMemoryGiB');
     expect(message).toContain('retry with POST /v1/tasks/support/jobs');
     expect(failed.events.at(-1)?.message).toMatch(
       /^failed: TRAINER_STOPPED \(AWS Batch job .+ failed after 1 attempt/,

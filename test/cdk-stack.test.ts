@@ -590,6 +590,8 @@ describe('context', () => {
       'graft:gpu': 'false',
       'graft:spot': 'true',
       'graft:maxVcpus': '32',
+      'graft:trainerMemoryGiB': '30',
+      'graft:jobTimeoutMinutes': '240',
       'graft:provisionedConcurrency': '1',
       'graft:stackName': 'GraftDev',
       'graft:nag': 'false',
@@ -597,7 +599,10 @@ describe('context', () => {
     expect(parsed.stackName).toBe('GraftDev');
     expect(parsed.nag).toBe(false);
     expect(parsed.props.architecture).toBe(lambda.Architecture.X86_64);
-    expect(parsed.props.training).toEqual({ gpu: false, spot: true, maxVcpus: 32 });
+    expect(parsed.props.training).toMatchObject({ gpu: false, spot: true, maxVcpus: 32 });
+    expect(parsed.props.training?.trainerMemory?.toGibibytes()).toBe(30);
+    expect(parsed.props.training?.jobTimeout?.toMinutes()).toBe(240);
+    expect(read({}).props.training?.trainerMemory).toBeUndefined();
     expect(parsed.props.api?.provisionedConcurrency).toBe(1);
     expect(read({}).stackName).toBe('Graft');
     expect(() => read({ 'graft:architecture': 'arm' })).toThrow(/arm64, x86_64/);

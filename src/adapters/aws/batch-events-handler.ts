@@ -144,8 +144,8 @@ export function trainerStoppedReason(detail: FailedJobDetail, job: Job): string 
   return `AWS Batch stopped the trainer ${where}: ${cause}${exit}. ${advice(detail)} ${retryAdvice(job)}`;
 }
 
-// The stack's settings behind each advice are TrainingPipeline props in cdk/ (trainerMemory, jobTimeout) and the
-// context key graft:gpu; there is no -c key for memory or timeout.
+// The stack's settings behind each advice are the context keys graft:trainerMemoryGiB, graft:jobTimeoutMinutes
+// and graft:gpu (cdk/context.ts).
 function advice(detail: FailedJobDetail): string {
   const container = detail.container ?? {};
   const timeout = detail.timeout?.attemptDurationSeconds;
@@ -153,15 +153,15 @@ function advice(detail: FailedJobDetail): string {
     const limit = timeout === undefined ? 'its timeout' : `its ${Math.round(timeout / 60)}-minute timeout`;
     return (
       `The attempt ran past ${limit}: train on fewer rows or a smaller backbone, train on GPUs ` +
-      '(graft:gpu=true) if the stack trains on CPUs, or raise the jobTimeout of the TrainingPipeline in cdk/.'
+      '(graft:gpu=true) if the stack trains on CPUs, or deploy again with a larger graft:jobTimeoutMinutes.'
     );
   }
   if (/OutOfMemory/i.test(container.reason ?? '') || container.exitCode === 137) {
     const mib = detail.container?.resourceRequirements?.find((r) => r.type === 'MEMORY')?.value;
     const had = mib === undefined ? '' : ` (it had ${mib} MiB)`;
     return (
-      `The trainer ran out of memory${had}: train on fewer rows, or raise the trainerMemory of the ` +
-      'TrainingPipeline in cdk/ and deploy again (Batch then picks a larger instance).'
+      `The trainer ran out of memory${had}: train on fewer rows, or deploy again with a larger ` +
+      'graft:trainerMemoryGiB (Batch then picks a larger instance).'
     );
   }
   const log = container.logStreamName ? ` (log stream ${container.logStreamName})` : '';
