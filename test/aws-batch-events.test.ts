@@ -11,7 +11,7 @@ import { getJob, type Job, newJobId } from '../src/core/jobs.js';
 import { writeJson } from '../src/core/json-objects.js';
 import { createLogger, silentLogger } from '../src/core/logger.js';
 import { storageKeys } from '../src/core/storage-keys.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
 
 const BUCKET = 'graft-batch-events';
 const JOB_QUEUE = 'arn:aws:batch:us-east-1:123456789012:job-queue/TrainingBatchJobQueue-0a1b2c3d';
@@ -25,15 +25,11 @@ beforeAll(async () => {
   aws = await startLocalAws();
   clients = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials });
   await clients.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  config = {
+  config = testAwsConfig(aws, {
     bucket: BUCKET,
     // required by the AWS configuration; the handler never uses the queue
     queueUrl: 'http://sqs.us-east-1.localhost/000000000000/graft-jobs',
-    maxUploadBytes: 6 * 1024 * 1024,
-    modelRefreshSeconds: 30,
-    logLevel: 'silent',
-    endpoint: aws.endpoint,
-  };
+  });
 });
 
 afterAll(async () => {

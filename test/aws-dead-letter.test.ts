@@ -23,7 +23,7 @@ import { storageKeys } from '../src/core/storage-keys.js';
 import { putTask } from '../src/core/tasks.js';
 import { GraftError } from '../src/errors.js';
 import { objectCreatedEvent, sqsRecord } from './fixtures/aws/events.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
 
 const BUCKET = 'graft-dead-letters';
 
@@ -56,14 +56,7 @@ beforeAll(async () => {
       },
     }),
   );
-  config = {
-    bucket: BUCKET,
-    queueUrl: queue.QueueUrl ?? '',
-    maxUploadBytes: 6 * 1024 * 1024,
-    modelRefreshSeconds: 30,
-    logLevel: 'silent',
-    endpoint: aws.endpoint,
-  };
+  config = testAwsConfig(aws, { bucket: BUCKET, queueUrl: queue.QueueUrl ?? '' });
 });
 
 afterAll(async () => {

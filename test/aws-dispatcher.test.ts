@@ -14,7 +14,7 @@ import { storageKeys } from '../src/core/storage-keys.js';
 import { putTask } from '../src/core/tasks.js';
 import { GraftError } from '../src/errors.js';
 import { objectCreatedEvent, sqsEvent, sqsRecord } from './fixtures/aws/events.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
 
 let aws: LocalAws;
 let clients: AwsClients;
@@ -54,14 +54,7 @@ beforeAll(async () => {
   clients = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials });
   await clients.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   const queue = await clients.sqs.send(new CreateQueueCommand({ QueueName: 'graft-dispatch-jobs' }));
-  config = {
-    bucket: BUCKET,
-    queueUrl: queue.QueueUrl ?? '',
-    maxUploadBytes: 6 * 1024 * 1024,
-    modelRefreshSeconds: 30,
-    logLevel: 'silent',
-    endpoint: aws.endpoint,
-  };
+  config = testAwsConfig(aws, { bucket: BUCKET, queueUrl: queue.QueueUrl ?? '' });
 });
 
 afterAll(async () => {

@@ -21,7 +21,7 @@ import {
   sqsRecord,
 } from './fixtures/aws/events.js';
 import { type FakeBatch, type SubmittedJob, startFakeBatch } from './fixtures/aws/fake-batch.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
 import { makeTextDataset, toJsonl } from './support/fixtures.js';
 
 const BUCKET = 'graft-e2e';
@@ -85,17 +85,14 @@ beforeAll(async () => {
       Attributes: { RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: 3 }) },
     }),
   );
-  config = {
+  config = testAwsConfig(aws, {
     bucket: BUCKET,
     queueUrl: queue.QueueUrl ?? '',
     batchJobQueue: 'arn:aws:batch:us-east-1:123456789012:job-queue/graft',
     batchJobDefinition: 'arn:aws:batch:us-east-1:123456789012:job-definition/graft-trainer:1',
     apiKeyHash: sha256Hex(ADMIN_KEY),
-    maxUploadBytes: 6 * 1024 * 1024,
     modelRefreshSeconds: 0,
-    endpoint: aws.endpoint,
-    logLevel: 'silent',
-  };
+  });
 });
 
 afterAll(async () => {

@@ -26,7 +26,7 @@ import {
   sqsEvent,
   sqsRecord,
 } from './fixtures/aws/events.js';
-import { type LocalAws, type SeenRequest, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, type SeenRequest, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
 import { makeTextDataset, tempDir, toJsonl } from './support/fixtures.js';
 
 const BUCKET = 'graft-signed-urls';
@@ -45,17 +45,14 @@ beforeAll(async () => {
   clients = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials });
   await clients.s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   const created = await clients.sqs.send(new CreateQueueCommand({ QueueName: 'graft-signed-urls-jobs' }));
-  config = {
+  config = testAwsConfig(aws, {
     bucket: BUCKET,
     queueUrl: created.QueueUrl ?? '',
     batchJobQueue: 'arn:aws:batch:us-east-1:123456789012:job-queue/graft',
     batchJobDefinition: 'arn:aws:batch:us-east-1:123456789012:job-definition/graft-trainer:1',
     apiKeyHash: sha256Hex(ADMIN_KEY),
-    maxUploadBytes: 6 * 1024 * 1024,
     modelRefreshSeconds: 0,
-    endpoint: aws.endpoint,
-    logLevel: 'silent',
-  };
+  });
   store = new S3ObjectStore(clients.s3, BUCKET);
   queue = new SqsJobQueue(clients.sqs, config.queueUrl);
 });
