@@ -19,9 +19,17 @@ export interface PredictorOptions {
 
 // A batch of dense model input (hashed features, pixels) is rows x width float32: keep it under 32 MiB.
 const MAX_BATCH_FLOATS = 2 ** 23;
+// The largest hashed input a hash model keeps for its next batch: 64 rows, the micro-batcher's largest batch.
+const MAX_KEPT_FLOATS = 2 ** 22;
 
-/** Turns a batch of raw inputs into the model's named inputs; throws BAD_REQUEST naming the bad input. */
-type Prepare = (batch: readonly RawInput[], indices: readonly number[]) => Record<string, InputTensor>;
+/** A batch's named model inputs, and what to do once the run on them has ended (give back reused buffers). */
+interface Prepared {
+  feeds: Record<string, InputTensor>;
+  release?: () => void;
+}
+
+/** Turns a batch of raw inputs into the model's inputs; throws BAD_REQUEST naming the bad input. */
+type Prepare = (batch: readonly RawInput[], indices: readonly number[]) => Prepared;
 
 /**
  * Serves an exported Graft model from its bytes alone: hash models hash texts in TypeScript, text models tokenise
@@ -37,6 +45,8 @@ export class Predictor {
   readonly #session: OnnxSession;
   readonly #prepare: Prepare;
   readonly #batchSize: number;
+  /** The last batch given to `#run`, settled or not. */
+  #previous: Promise<unknown> = Promise.resolve();
 
   private constructor(
     session: OnnxSession,
@@ -91,8 +101,7 @@ export class Predictor {
     for (let start = 0; start < order.length; start += this.#batchSize) {
       const indices = order.slice(start, start + this.#batchSize);
       const batch = indices.map((i) => inputs[i] as RawInput);
-      const feeds = this.#prepare(batch, indices);
-      const result = await this.#session.run(feeds, [PROBABILITIES_OUTPUT]);
+      const result = await this.#run(batch, indices);
       const probabilities = result[PROBABILITIES_OUTPUT]?.data;
       if (!(probabilities instanceof Float32Array) || probabilities.length !== batch.length * classes) {
         throw new GraftError(
@@ -105,6 +114,25 @@ export class Predictor {
       });
     }
     return out;
+  }
+
+  /**
+   * Prepares and runs one batch once the batch before it has run. onnxruntime-node runs a call synchronously on
+   * this thread, so calls never overlap anyway; preparing each batch just before its run keeps one batch of dense
+   * input alive per model instead of one per waiting caller (32 callers of 64 hashed rows: 512 MB), and lets the
+   * next batch reuse its buffer.
+   */
+  #run(batch: readonly RawInput[], indices: readonly number[]) {
+    const run = this.#previous.then(async () => {
+      const { feeds, release } = this.#prepare(batch, indices);
+      try {
+        return await this.#session.run(feeds, [PROBABILITIES_OUTPUT]);
+      } finally {
+        release?.();
+      }
+    });
+    this.#previous = run.catch(() => undefined);
+    return run;
   }
 
   /** Releases the ONNX Runtime session. */
@@ -130,13 +158,28 @@ function preparerFor(metadata: ReturnType<typeof readModelMetadata>): {
     case 'hash': {
       const featurizer = new HashNgramsFeaturizer(backbone);
       const { dims } = backbone;
+      const buffers = new ZeroedBuffers();
       const prepare: Prepare = (batch, indices) => {
-        const data = new Float32Array(batch.length * dims);
-        batch.forEach((text, row) => {
+        const rows = batch.map((text, row) => {
           if (typeof text !== 'string') throw badInput(indices[row] ?? row, 'a string', text);
-          scatterInto(featurizer.featurize(text), data, row, dims);
+          return featurizer.featurize(text);
         });
-        return { [FEATURES_INPUT]: { type: 'float32', data, dims: [batch.length, dims] } };
+        const floats = rows.length * dims;
+        const buffer = buffers.take(floats);
+        const data = buffer.length === floats ? buffer : buffer.subarray(0, floats);
+        rows.forEach((vector, row) => {
+          scatterInto(vector, data, row, dims);
+        });
+        return {
+          feeds: { [FEATURES_INPUT]: { type: 'float32', data, dims: [rows.length, dims] } },
+          release: () => {
+            // A row sets a few hundred of its 2^16 entries: zeroing those is far cheaper than the whole buffer.
+            rows.forEach((vector, row) => {
+              for (const index of vector.indices) data[row * dims + index] = 0;
+            });
+            buffers.give(buffer);
+          },
+        };
       };
       return { prepare, defaultBatch: 256, rowFloats: dims };
     }
@@ -146,7 +189,7 @@ function preparerFor(metadata: ReturnType<typeof readModelMetadata>): {
         batch.forEach((text, row) => {
           if (typeof text !== 'string') throw badInput(indices[row] ?? row, 'a string', text);
         });
-        return tokenizer.prepare(batch as string[]);
+        return { feeds: tokenizer.prepare(batch as string[]) };
       };
       return { prepare, defaultBatch: 32, rowFloats: 1 };
     }
@@ -159,7 +202,7 @@ function preparerFor(metadata: ReturnType<typeof readModelMetadata>): {
             throw badInput(indices[row] ?? row, 'an image (PNG or JPEG bytes)', image);
         });
         try {
-          return preparer(batch as ImageInput[]);
+          return { feeds: preparer(batch as ImageInput[]) };
         } catch (err) {
           const index = (err as GraftError).details?.index;
           const at = typeof index === 'number' ? indices[index] : undefined;
@@ -174,5 +217,27 @@ function preparerFor(metadata: ReturnType<typeof readModelMetadata>): {
       };
       return { prepare, defaultBatch: 64, rowFloats: channels * width * height };
     }
+  }
+}
+
+/**
+ * An all-zero float32 buffer for hashed model input, reused instead of allocating and zero-filling 2^16 floats
+ * (256 KB) per row and call. A buffer is its taker's alone until it gives it back, zeroed again, once the run that
+ * read it has ended: a run in flight never shares its input.
+ */
+class ZeroedBuffers {
+  #kept: Float32Array | undefined;
+
+  /** The kept buffer when it holds at least `floats` floats, else a new one of exactly that many. */
+  take(floats: number): Float32Array {
+    const kept = this.#kept;
+    if (!kept || kept.length < floats) return new Float32Array(floats);
+    this.#kept = undefined;
+    return kept;
+  }
+
+  /** Takes back a buffer that is all zeros again; the largest one up to MAX_KEPT_FLOATS is kept. */
+  give(buffer: Float32Array): void {
+    if (buffer.length <= MAX_KEPT_FLOATS && buffer.length > (this.#kept?.length ?? 0)) this.#kept = buffer;
   }
 }
