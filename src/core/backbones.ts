@@ -22,9 +22,11 @@ import {
 } from '../engine/index.js';
 import { GraftError } from '../errors.js';
 import { checkName } from '../names.js';
+import type { ObjectStore } from '../ports/object-store.js';
 import { memoize } from '../runtime/onnx.js';
 import { type CoreDeps, nowIso } from './deps.js';
 import { findJson, writeJson } from './json-objects.js';
+import { ReadThroughCache } from './read-through-cache.js';
 import { storageKeys } from './storage-keys.js';
 
 const BUILT_IN: Record<string, BackboneConfig> = { [HASH_NGRAMS.name]: HASH_NGRAMS };
@@ -116,6 +118,28 @@ export async function openNamedBackbone(deps: CoreDeps, name: string): Promise<B
       executionProviders: deps.executionProviders,
     }),
   );
+}
+
+// How long a request path trusts what a backbone name resolved to. A registration through the same store replaces
+// it at once; this bounds how soon one made by another process (another Lambda instance) is used.
+const SERVED_BACKBONE_REFRESH_MS = 1_000;
+const servedBackbones = new WeakMap<ObjectStore, ReadThroughCache<Backbone>>();
+
+const servedBackbonesOf = (store: ObjectStore) => {
+  let cache = servedBackbones.get(store);
+  if (!cache) {
+    cache = new ReadThroughCache<Backbone>(SERVED_BACKBONE_REFRESH_MS);
+    servedBackbones.set(store, cache);
+  }
+  return cache;
+};
+
+/**
+ * `openNamedBackbone` for requests (`POST /v1/embeddings`): the opened backbone is kept per store and name, so a
+ * request reads and checks no manifest; `registerBackbone` drops the name at once.
+ */
+export function servedBackbone(deps: CoreDeps, name: string): Promise<Backbone> {
+  return servedBackbonesOf(deps.store).get(name, () => openNamedBackbone(deps, name));
 }
 
 async function readBackboneFiles(deps: CoreDeps, config: BackboneConfig): Promise<BackboneFiles> {
@@ -215,6 +239,7 @@ export async function registerBackbone(
     createdAt: nowIso(deps),
   };
   await writeJson(deps.store, storageKeys.backboneManifest(name), manifest);
+  servedBackbonesOf(deps.store).invalidate(name);
   deps.log.info('backbone registered', { name, kind: config.kind, dims: config.dims });
   return manifest;
 }

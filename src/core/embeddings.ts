@@ -1,6 +1,6 @@
 import { embedWith, tokenCount } from '../engine/index.js';
 import { GraftError } from '../errors.js';
-import { openNamedBackbone } from './backbones.js';
+import { servedBackbone } from './backbones.js';
 import type { CoreDeps } from './deps.js';
 
 export interface EmbeddingsRequest {
@@ -12,7 +12,7 @@ export interface EmbeddingsRequest {
 
 /** `POST /v1/embeddings` in OpenAI's response shape. */
 export async function embeddings(deps: CoreDeps, request: EmbeddingsRequest) {
-  const backbone = await openNamedBackbone(deps, request.model);
+  const backbone = await servedBackbone(deps, request.model);
   if (backbone.config.kind === 'image') {
     throw new GraftError(
       'BAD_REQUEST',
@@ -21,7 +21,7 @@ export async function embeddings(deps: CoreDeps, request: EmbeddingsRequest) {
   }
   const texts = typeof request.input === 'string' ? [request.input] : request.input;
   const vectors = await embedWith(backbone, texts, { dimensions: request.dimensions });
-  const tokens = texts.reduce((sum, text) => sum + tokenCount(backbone.config, text), 0);
+  const tokens = texts.reduce((sum, text) => sum + tokenCount(backbone, text), 0);
   return {
     object: 'list' as const,
     data: vectors.map((vector, index) => ({

@@ -1,13 +1,18 @@
 import { Predictor, type RawInput } from '../engine/index.js';
 import { GraftError } from '../errors.js';
+import type { ObjectStore } from '../ports/object-store.js';
 import type { CoreDeps } from './deps.js';
 import { MicroBatcher, type MicroBatchOptions } from './micro-batch.js';
 import { type Current, findCurrent } from './models.js';
+import { ReadThroughCache } from './read-through-cache.js';
 import { storageKeys } from './storage-keys.js';
 import { getTask } from './tasks.js';
 
 export interface ModelCacheOptions {
-  /** How long a task's current-model pointer is trusted before it is read again (0: every request). */
+  /**
+   * How long a task's current-model pointer is trusted before it is read again (0: every request). A pointer this
+   * process changes itself is read again at once, whatever this says (see `pointerChanged`).
+   */
   refreshMs?: number;
   /** Loaded models kept in memory; the least recently used is dropped beyond this. */
   maxModels?: number;
@@ -34,13 +39,12 @@ const RETIRE_GRACE_MS = 2_000;
 
 /**
  * Keeps each task's served model loaded: the pointer (current.json) is re-read after `refreshMs`, so a newly
- * promoted version is served within that bound without a restart; model sessions are memoised per version and a
- * failed load is not cached.
+ * promoted version is served within that bound without a restart, and at once when this process promoted it
+ * (`pointerChanged`); model sessions are memoised per version and a failed load is not cached.
  */
 export class ModelCache {
-  private readonly pointers = new Map<string, { current: Current | undefined; readAt: number }>();
+  private readonly pointers: ReadThroughCache<Current | undefined>;
   private readonly models = new Map<string, Loaded>();
-  private readonly refreshMs: number;
   private readonly maxModels: number;
   /** Present when micro-batching is on; its `stats` count requests and ONNX Runtime runs. */
   readonly batcher: MicroBatcher<Predictor, RawInput, Float32Array> | undefined;
@@ -49,7 +53,7 @@ export class ModelCache {
     private readonly deps: CoreDeps,
     { refreshMs = 0, maxModels = 8, microBatch = false }: ModelCacheOptions = {},
   ) {
-    this.refreshMs = refreshMs;
+    this.pointers = new ReadThroughCache(refreshMs);
     this.maxModels = maxModels;
     this.batcher =
       microBatch === false
@@ -83,7 +87,7 @@ export class ModelCache {
   }
 
   private async load(task: string): Promise<{ version: string; loaded: Loaded }> {
-    const current = await this.pointer(task);
+    const current = await this.pointers.get(task, () => findCurrent(this.deps, task));
     if (!current) {
       await getTask(this.deps, task); // unknown task: TASK_NOT_FOUND rather than NO_MODEL
       throw new GraftError(
@@ -113,12 +117,12 @@ export class ModelCache {
     return { version: current.version, loaded };
   }
 
-  private async pointer(task: string): Promise<Current | undefined> {
-    const cached = this.pointers.get(task);
-    if (cached && Date.now() - cached.readAt < this.refreshMs) return cached.current;
-    const current = await findCurrent(this.deps, task);
-    this.pointers.set(task, { current, readAt: Date.now() });
-    return current;
+  /**
+   * The task's current.json was just written (a promotion or rollback made in this process): the next request
+   * reads it again instead of trusting the pointer it holds.
+   */
+  pointerChanged(task: string): void {
+    this.pointers.invalidate(task);
   }
 
   private evict() {
@@ -139,6 +143,39 @@ export class ModelCache {
       else loaded.idle = release;
     }, RETIRE_GRACE_MS).unref();
   }
+}
+
+/**
+ * `store`, telling `cache` of every write or delete of a task's current.json made through it. The local platform
+ * gives this store to its API and its in-process worker, so a promotion or rollback, by request or by a job, is
+ * served from the next request on while the cache otherwise trusts a pointer for a while.
+ */
+export function pointerWatchingStore(
+  store: ObjectStore,
+  cache: Pick<ModelCache, 'pointerChanged'>,
+): ObjectStore {
+  const changing = async <T>(key: string, write: Promise<T>): Promise<T> => {
+    try {
+      return await write;
+    } finally {
+      // After a failed write too: one that timed out may still land (one landing later is left to refreshMs).
+      const task = pointerTask(key);
+      if (task !== undefined) cache.pointerChanged(task);
+    }
+  };
+  return {
+    get: (key) => store.get(key),
+    find: (key) => store.find(key),
+    list: (prefix) => store.list(prefix),
+    put: (key, body, options) => changing(key, store.put(key, body, options)),
+    delete: (key) => changing(key, store.delete(key)),
+  };
+}
+
+/** The task whose current.json `key` is (see `storageKeys.current`), else undefined. */
+function pointerTask(key: string): string | undefined {
+  const task = /^tasks\/([^/]+)\/current\.json$/.exec(key)?.[1];
+  return task !== undefined && storageKeys.current(task) === key ? task : undefined;
 }
 
 export interface Prediction {

@@ -10,7 +10,7 @@ import { boundedObjectStore } from '../../core/bounded-object-store.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import type { MicroBatchOptions } from '../../core/micro-batch.js';
-import { ModelCache } from '../../core/predict.js';
+import { ModelCache, pointerWatchingStore } from '../../core/predict.js';
 import { runQueueWorker } from '../../core/queue-worker.js';
 import { DirObjectStore } from './dir-object-store.js';
 import { HmacSignedUrls, uploadSecretFromDataDir } from './hmac-signed-urls.js';
@@ -29,6 +29,12 @@ export interface LocalPlatformOptions {
   microBatch?: MicroBatchOptions | false;
   /** Longest a store call may take before it fails with STORAGE_UNAVAILABLE (503). @default 10_000 */
   storeTimeoutMs?: number;
+  /**
+   * How long a task's current.json is trusted instead of read per request. Promotions and rollbacks made by this
+   * process are served at once whatever it is; it bounds how soon one made by another process on the same data
+   * directory is. @default 1_000
+   */
+  pointerRefreshMs?: number;
 }
 
 export interface LocalPlatform {
@@ -71,14 +77,19 @@ export async function startLocalPlatform(
     heartbeatMs = 5_000,
     microBatch = {},
     storeTimeoutMs = 10_000,
+    pointerRefreshMs = 1_000,
   } = options;
   const log = options.log ?? createLogger(config.logLevel);
   await mkdir(config.dataDir, { recursive: true });
-  const deps: CoreDeps = {
+  const local: CoreDeps = {
     ...createLocalDeps(config.dataDir, log, visibilityTimeoutMs, storeTimeoutMs),
     hub: { ...config.hub, cacheDir: config.hub.cacheDir ?? path.join(config.dataDir, 'cache', 'hub') },
     allowDirSources: true,
   };
+  // The API and the worker write current.json through `deps.store`, which tells the cache: their promotions and
+  // rollbacks are served from the next request on.
+  const models = new ModelCache(local, { microBatch, refreshMs: pointerRefreshMs });
+  const deps: CoreDeps = { ...local, store: pointerWatchingStore(local.store, models) };
   const adminKey = config.apiKey ?? (await adminKeyFromDataDir(config.dataDir, options.onAdminKeyCreated));
   // Upload URLs point back at this server (PUT /v1/uploads/{token}), which ingests the file at once.
   const signedUrls = new HmacSignedUrls(await uploadSecretFromDataDir(config.dataDir));
@@ -86,7 +97,7 @@ export async function startLocalPlatform(
   const app = createApp({
     ...deps,
     auth: { adminKeySha256: sha256Hex(adminKey) },
-    models: new ModelCache(deps, { microBatch }),
+    models,
     signedUrls,
     limits: { maxUploadBytes: config.maxUploadBytes },
   });
