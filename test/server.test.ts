@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startLocalPlatform } from '../src/adapters/local/platform.js';
@@ -6,7 +7,7 @@ import { runCli } from '../src/cli/cli.js';
 import { loadLocalConfig } from '../src/config.js';
 import { silentLogger } from '../src/core/logger.js';
 import { makeTextDataset, tempDir, toJsonl } from './support/fixtures.js';
-import { client } from './support/http.js';
+import { client, expectError } from './support/http.js';
 
 const start = (dataDir: string, options: Parameters<typeof startLocalPlatform>[1] = {}) =>
   startLocalPlatform(loadLocalConfig({ PORT: '0', HOST: '127.0.0.1', GRAFT_DATA_DIR: dataDir }), {
@@ -116,6 +117,69 @@ describe('local platform over a real listening server', () => {
       ).toBe('finance');
     } finally {
       await second.close();
+    }
+  });
+
+  it('reads predict bodies from the Node request: chunked, split inside a character, with a BOM, or too large', async () => {
+    // given a server with a model
+    const dataDir = await tempDir();
+    const platform = await start(dataDir);
+    try {
+      const key = (await readFile(path.join(dataDir, 'admin-key'), 'utf8')).trim();
+      const api = client((p, init) => fetch(`${platform.url}${p}`, init), key);
+      await api.put('/v1/tasks/body', {});
+      const uploaded = await api.post(
+        '/v1/tasks/body/datasets',
+        toJsonl(makeTextDataset()),
+        'application/x-ndjson',
+      );
+      expect(uploaded.status, JSON.stringify(uploaded.body)).toBe(201);
+      expect((await api.waitForJob(uploaded.body.jobId)).status).toBe('succeeded');
+      const text = 'météo: pluie et vent';
+      const whole = await api.post('/v1/tasks/body/predict', { inputs: [text] });
+      expect(whole.status).toBe(200);
+
+      /** POSTs the chunks with Transfer-Encoding: chunked (no Content-Length), one write each. */
+      const chunked = (chunks: Buffer[]) =>
+        new Promise<{ status: number; body: any }>((resolve, reject) => {
+          const req = httpRequest(`${platform.url}/v1/tasks/body/predict`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          });
+          req.on('error', reject);
+          req.on('response', (res) => {
+            const parts: Buffer[] = [];
+            res.on('data', (part: Buffer) => parts.push(part));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString()) }),
+            );
+          });
+          for (const chunk of chunks) req.write(chunk);
+          req.end();
+        });
+      const bytes = Buffer.from(`\uFEFF${JSON.stringify({ inputs: [text] })}`);
+      const inside = bytes.indexOf(Buffer.from('é')) + 1; // between the two bytes of "é"
+
+      // when the body comes in pieces that split a character, after a byte order mark
+      const pieces = await chunked([bytes.subarray(0, inside), bytes.subarray(inside)]);
+      // then it is the same request
+      expect(pieces).toEqual({ status: 200, body: whole.body });
+
+      // and a chunked body over the JSON limit is refused, while the server goes on serving
+      const big = Buffer.alloc(256 * 1024, 0x20);
+      const tooLarge = await chunked([
+        Buffer.from('{"inputs":["'),
+        big,
+        big,
+        big,
+        big,
+        big,
+        Buffer.from('"]}'),
+      ]);
+      expectError(tooLarge, 413, 'PAYLOAD_TOO_LARGE');
+      expect((await api.post('/v1/tasks/body/predict', { inputs: [text] })).body).toEqual(whole.body);
+    } finally {
+      await platform.close();
     }
   });
 });
