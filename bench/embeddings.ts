@@ -6,7 +6,7 @@ import { embedTexts, loadTextBackbone, readTextBackboneDir } from '../src/engine
 import { OnnxSession } from '../src/runtime/onnx.js';
 import type { ChildServer } from '../test/support/child-server.js';
 import { writeTinyBertLayout } from '../test/support/tiny-bert.js';
-import { closedLoop, interleaved, medianOf, type RepeatedLoad, type Row } from './lib.js';
+import { closedLoop, interleaved, medianOf, postLoad, type RepeatedLoad, type Row } from './lib.js';
 
 /** all-MiniLM-L6-v2's shape (hidden 384, 6 layers, 12 heads, FFN 1536) with seeded random weights. */
 export const MINILM_L6 = {
@@ -79,18 +79,7 @@ export async function embeddingsBench({
                 durationMs: ms,
               }),
             api: (ms) =>
-              closedLoop(
-                async () => {
-                  const response = await fetch(`${running.url}/v1/embeddings`, {
-                    method: 'POST',
-                    headers,
-                    body,
-                  });
-                  if (!response.ok) throw new Error(`${response.status}`);
-                  await response.arrayBuffer();
-                },
-                { ...once, durationMs: ms },
-              ),
+              postLoad(`${running.url}/v1/embeddings`, apiKey, body, { connections: 1, durationMs: ms }),
           },
           slow,
           (contender, repeat) =>

@@ -1,5 +1,6 @@
 // Measuring helpers for `npm run bench`: timed loops, medians with their spread, the result table, .npy files.
 import { writeFile } from 'node:fs/promises';
+import autocannon from 'autocannon';
 
 /** A figure measured several times: the median, and the smallest and largest run. */
 export interface Measured {
@@ -62,6 +63,32 @@ export async function closedLoop(
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     errors,
+  };
+}
+
+/**
+ * `connections` clients POSTing the same JSON body to `url` for `durationMs`, each waiting for its answer before
+ * sending again: autocannon, the load generator of every HTTP figure.
+ */
+export async function postLoad(
+  url: string,
+  apiKey: string,
+  body: string,
+  { connections, durationMs }: { connections: number; durationMs: number },
+): Promise<LoadResult> {
+  const result = await autocannon({
+    url,
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body,
+    connections,
+    duration: durationMs / 1000,
+  });
+  return {
+    requestsPerSecond: result.requests.total / result.duration,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.non2xx + result.timeouts,
   };
 }
 
