@@ -11,7 +11,7 @@ import { getJob, type Job, newJobId } from '../src/core/jobs.js';
 import { writeJson } from '../src/core/json-objects.js';
 import { createLogger, silentLogger } from '../src/core/logger.js';
 import { storageKeys } from '../src/core/storage-keys.js';
-import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig, unreachableAws } from './fixtures/aws/local-aws.js';
 
 const BUCKET = 'graft-batch-events';
 const JOB_QUEUE = 'arn:aws:batch:us-east-1:123456789012:job-queue/TrainingBatchJobQueue-0a1b2c3d';
@@ -329,16 +329,8 @@ describe('the Batch events handler against S3 on 127.0.0.1', () => {
 
   it('throws while S3 cannot be reached, so that Lambda retries the event', async () => {
     // given S3 that does not answer
-    const gone = await startLocalAws();
-    await gone.stop();
-    const unreachable = createAwsClients(
-      { endpoint: gone.endpoint },
-      { credentials: aws.credentials, maxAttempts: 1 },
-    );
-    const deps = createAwsDeps(
-      { ...config, endpoint: gone.endpoint },
-      { clients: unreachable, log: silentLogger },
-    );
+    const { endpoint, clients: unreachable } = await unreachableAws(aws.credentials);
+    const deps = createAwsDeps({ ...config, endpoint }, { clients: unreachable, log: silentLogger });
     // when / then
     await expect(handleBatchEvent(deps, batchJobFailedEvent(newJobId()))).rejects.toMatchObject({
       code: 'STORAGE_UNAVAILABLE',

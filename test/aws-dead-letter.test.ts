@@ -23,7 +23,7 @@ import { storageKeys } from '../src/core/storage-keys.js';
 import { putTask } from '../src/core/tasks.js';
 import { GraftError } from '../src/errors.js';
 import { objectCreatedEvent, sqsRecord } from './fixtures/aws/events.js';
-import { type LocalAws, startLocalAws, testAwsConfig } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, testAwsConfig, unreachableAws } from './fixtures/aws/local-aws.js';
 
 const BUCKET = 'graft-dead-letters';
 
@@ -226,16 +226,8 @@ describe('the dead-letter handler against S3 and SQS on 127.0.0.1', () => {
 
   it('retries a record while S3 cannot be reached', async () => {
     // given S3 that does not answer
-    const gone = await startLocalAws();
-    await gone.stop();
-    const unreachable = createAwsClients(
-      { endpoint: gone.endpoint },
-      { credentials: aws.credentials, maxAttempts: 1 },
-    );
-    const deps = createAwsDeps(
-      { ...config, endpoint: gone.endpoint },
-      { clients: unreachable, log: silentLogger },
-    );
+    const { endpoint, clients: unreachable } = await unreachableAws(aws.credentials);
+    const deps = createAwsDeps({ ...config, endpoint }, { clients: unreachable, log: silentLogger });
     const record = sqsRecord({ type: 'train', jobId: 'job-anything-00000000' });
     // when
     const response = await handleDeadLetters(deps, { Records: [record] });

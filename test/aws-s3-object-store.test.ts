@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsClients } from '../src/adapters/aws/deps.js';
 import { MIN_PART_BYTES, S3ObjectStore } from '../src/adapters/aws/s3-object-store.js';
 import { GraftError } from '../src/errors.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, unreachableAws } from './fixtures/aws/local-aws.js';
 
 let aws: LocalAws;
 let client: S3Client;
@@ -343,12 +343,7 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
   describe('failures', () => {
     it('maps an unreachable endpoint to STORAGE_UNAVAILABLE with the cause kept', async () => {
       // given: nothing listens on the port of a stopped server
-      const gone = await startLocalAws();
-      await gone.stop();
-      const unreachable = createAwsClients(
-        { endpoint: gone.endpoint },
-        { credentials: aws.credentials, maxAttempts: 1 },
-      );
+      const { clients: unreachable } = await unreachableAws(aws.credentials);
       const store = new S3ObjectStore(unreachable.s3, 'graft-test-1');
       // when
       const err = await store.get('jobs/job-1.json').catch((e: unknown) => e);

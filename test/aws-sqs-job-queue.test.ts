@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsClients } from '../src/adapters/aws/deps.js';
 import { SqsJobQueue } from '../src/adapters/aws/sqs-job-queue.js';
 import { GraftError } from '../src/errors.js';
-import { type LocalAws, startLocalAws } from './fixtures/aws/local-aws.js';
+import { type LocalAws, startLocalAws, unreachableAws } from './fixtures/aws/local-aws.js';
 
 let aws: LocalAws;
 let sqs: SQSClient;
@@ -153,13 +153,8 @@ describe('SqsJobQueue against a real SQS protocol server', () => {
 
   it('says QUEUE_UNAVAILABLE when SQS cannot be reached, INTERNAL when the queue does not exist', async () => {
     // given
-    const gone = await startLocalAws();
-    await gone.stop();
-    const unreachable = createAwsClients(
-      { endpoint: gone.endpoint },
-      { credentials: aws.credentials, maxAttempts: 1 },
-    );
-    const down = new SqsJobQueue(unreachable.sqs, `${gone.endpoint}/000000000000/nowhere`);
+    const { endpoint, clients: unreachable } = await unreachableAws(aws.credentials);
+    const down = new SqsJobQueue(unreachable.sqs, `${endpoint}/000000000000/nowhere`);
     const missing = new SqsJobQueue(sqs, `${aws.endpoint}/000000000000/no-such-queue`);
     // when
     const downError = await down.send({ type: 'train', jobId: 'job-1' }).catch((e: unknown) => e);
