@@ -8,6 +8,7 @@ import {
   dispatchSqsBatch,
 } from '../src/adapters/aws/sqs-dispatcher.js';
 import type { AwsConfig } from '../src/config.js';
+import { listRejectedUploads } from '../src/core/datasets.js';
 import { findJob, updateJob } from '../src/core/jobs.js';
 import { silentLogger } from '../src/core/logger.js';
 import { storageKeys } from '../src/core/storage-keys.js';
@@ -71,7 +72,7 @@ describe('classifyQueueBody', () => {
     expect(classifyQueueBody('{"type":"train","jobId":"job-1"}')).toEqual({ kind: 'launch', jobId: 'job-1' });
     expect(
       classifyQueueBody(JSON.stringify(objectCreatedEvent('b', 'tasks/support/incoming/new rows.jsonl'))),
-    ).toEqual({ kind: 'ingest', bucket: 'b', key: 'tasks/support/incoming/new rows.jsonl' });
+    ).toEqual({ kind: 'ingest', bucket: 'b', key: 'tasks/support/incoming/new rows.jsonl', size: 100 });
     expect(
       classifyQueueBody(JSON.stringify(objectCreatedEvent('b', 'tasks/support/models/v1/card.json'))),
     ).toMatchObject({ kind: 'ignore' });
@@ -84,7 +85,7 @@ describe('classifyQueueBody', () => {
       classifyQueueBody(JSON.stringify(objectCreatedEvent('b', 'graft/tasks/a/incoming/x.csv')), {
         prefix: 'graft/',
       }),
-    ).toEqual({ kind: 'ingest', bucket: 'b', key: 'tasks/a/incoming/x.csv' });
+    ).toEqual({ kind: 'ingest', bucket: 'b', key: 'tasks/a/incoming/x.csv', size: 100 });
     expect(classifyQueueBody('not json')).toMatchObject({ kind: 'ignore' });
     expect(classifyQueueBody('{"Service":"Amazon S3","Event":"s3:TestEvent"}')).toMatchObject({
       kind: 'ignore',
@@ -119,6 +120,25 @@ describe('dispatchSqsBatch against S3 and SQS on 127.0.0.1', () => {
     const { jobId } = JSON.parse(queued[0]?.body ?? '{}') as { jobId: string };
     expect((await findJob(d, jobId))?.value.status).toBe('queued');
     await d.queue.delete(queued[0]?.receiptHandle ?? '');
+  });
+
+  it('rejects a file larger than it can parse without reading it, and keeps the file', async () => {
+    // given a dispatcher that ingests files of at most 1,000 bytes, and a 5 GB file (by its event)
+    const d = { ...deps(), maxIncomingBytes: 1000 };
+    await putTask(d, 'huge', { autoTrain: true });
+    const key = `${storageKeys.incomingPrefix('huge')}everything.jsonl`;
+    await d.store.put(key, jsonl(ROWS));
+    const record = sqsRecord(objectCreatedEvent(BUCKET, key, 5 * 1024 ** 3));
+    // when
+    const response = await dispatchSqsBatch(d, sqsEvent([record]));
+    // then: not retried, no dataset, the reason recorded for GET /v1/tasks/huge/datasets, the file kept
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(await d.store.list(storageKeys.datasetsPrefix('huge'))).toEqual([]);
+    const [rejected] = await listRejectedUploads(d, 'huge');
+    expect(rejected).toMatchObject({ file: 'everything.jsonl', error: { code: 'PAYLOAD_TOO_LARGE' } });
+    expect(rejected?.error.message).toMatch(/5368709120 bytes; files of at most 1000 bytes .* Split it/);
+    expect(await d.store.find(key)).toBeDefined();
+    expect(await d.queue.receive({ maxMessages: 10 })).toEqual([]);
   });
 
   it('launches a queued job, skips a finished one, and reports only retryable failures', async () => {

@@ -158,12 +158,35 @@ export type RejectedUpload = z.infer<typeof RejectedUploadSchema>;
  * comes from the file name: `.jsonl`/`.ndjson` or `.csv`. A file that cannot become a dataset is moved to
  * `tasks/{task}/rejected/` beside a record of why, which `GET /v1/tasks/{task}/datasets` shows.
  */
-export async function ingestIncoming(deps: CoreDeps, key: string): Promise<IngestResult> {
+export async function ingestIncoming(
+  deps: CoreDeps,
+  key: string,
+  {
+    size,
+    maxBytes = Number.POSITIVE_INFINITY,
+  }: { size?: number | undefined; maxBytes?: number | undefined } = {},
+): Promise<IngestResult> {
   const parsed = parseIncomingKey(key);
   if (!parsed) {
     throw new GraftError('BAD_REQUEST', `Key "${key}" is not of the form tasks/{task}/incoming/{file}.`);
   }
   const { task, file } = parsed;
+  if (size !== undefined && size > maxBytes) {
+    // Too big to read here: the record says why, and the file stays where it is (copying it would cost as much).
+    const error = new GraftError(
+      'PAYLOAD_TOO_LARGE',
+      `${file} is ${size} bytes; files of at most ${maxBytes} bytes are ingested. Split it into smaller files ` +
+        `(each becomes a dataset version; raise the task's training.rehearsalPerLabel so that a retrain keeps ` +
+        `all their rows), then delete ${key}.`,
+    );
+    await writeJson(deps.store, storageKeys.rejectedRecord(task, file), {
+      file,
+      at: nowIso(deps),
+      error: { code: error.code, message: error.message },
+    } satisfies RejectedUpload);
+    deps.log.warn('incoming file too large; left in place', { key, size, maxBytes });
+    throw error;
+  }
   const { body } = await deps.store.get(key);
   let result: IngestResult;
   try {

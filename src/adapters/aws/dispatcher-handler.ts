@@ -10,6 +10,10 @@ export function createDispatcherHandler(
   config: AwsConfig,
   { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
 ): (event: SqsEvent) => Promise<SqsBatchResponse> {
-  const deps = { ...createAwsDeps(config, { clients }), launcher: createBatchLauncher(config, clients) };
+  const deps = {
+    ...createAwsDeps(config, { clients }),
+    launcher: createBatchLauncher(config, clients),
+    maxIncomingBytes: config.maxIncomingBytes,
+  };
   return (event) => dispatchSqsBatch(deps, event);
 }

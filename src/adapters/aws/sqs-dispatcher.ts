@@ -26,7 +26,7 @@ export interface SqsBatchResponse {
  */
 export type QueueAction =
   | { kind: 'launch'; jobId: string }
-  | { kind: 'ingest'; bucket: string; key: string }
+  | { kind: 'ingest'; bucket: string; key: string; size?: number }
   | { kind: 'ignore'; reason: string };
 
 const ObjectCreatedEventSchema = z.object({
@@ -34,7 +34,7 @@ const ObjectCreatedEventSchema = z.object({
   'detail-type': z.literal('Object Created'),
   detail: z.object({
     bucket: z.object({ name: z.string() }),
-    object: z.object({ key: z.string() }),
+    object: z.object({ key: z.string(), size: z.number().int().nonnegative().optional() }),
   }),
 });
 
@@ -57,7 +57,13 @@ export function classifyQueueBody(body: string, { prefix = '' }: { prefix?: stri
     if (!parseIncomingKey(key)) {
       return { kind: 'ignore', reason: `key ${key} is not of the form tasks/{task}/incoming/{file}` };
     }
-    return { kind: 'ingest', bucket: event.data.detail.bucket.name, key };
+    const { size } = event.data.detail.object;
+    return {
+      kind: 'ingest',
+      bucket: event.data.detail.bucket.name,
+      key,
+      ...(size === undefined ? {} : { size }),
+    };
   }
   return { kind: 'ignore', reason: 'the body is neither a job message nor an S3 Object Created event' };
 }
@@ -72,6 +78,8 @@ export function isRetryable(error: GraftError): boolean {
 
 export interface DispatcherDeps extends CoreDeps {
   launcher: JobLauncher;
+  /** Files under `incoming/` larger than this are rejected unread (see AwsConfig.maxIncomingBytes). */
+  maxIncomingBytes?: number;
 }
 
 /**
@@ -125,7 +133,10 @@ async function dispatchRecord(deps: DispatcherDeps, record: SqsRecord): Promise<
     }
     case 'ingest':
       try {
-        const result = await ingestIncoming(deps, action.key);
+        const result = await ingestIncoming(deps, action.key, {
+          size: action.size,
+          maxBytes: deps.maxIncomingBytes,
+        });
         deps.log.info('incoming file ingested', {
           key: action.key,
           dataset: result.dataset.id,
