@@ -22,6 +22,8 @@ export const ENV = {
   url: 'GRAFT_URL',
   /** Set by AWS Batch: 1 on a job's first attempt. */
   batchJobAttempt: 'AWS_BATCH_JOB_ATTEMPT',
+  /** Set by AWS Batch: the Batch job's id. */
+  batchJobId: 'AWS_BATCH_JOB_ID',
   trainerMaxAttempts: 'GRAFT_TRAINER_MAX_ATTEMPTS',
   hfEndpoint: 'HF_ENDPOINT',
   hfOffline: 'HF_HUB_OFFLINE',

@@ -55,9 +55,9 @@ function batchJobFailedEvent(
   {
     attempts = [{ exitCode: 137, reason: OOM }] as Attempt[],
     statusReason = 'Essential container in task exited',
+    batchJobId = randomUUID(),
   } = {},
 ) {
-  const batchJobId = randomUUID();
   const last = attempts.at(-1);
   const logStreamName = `trainer/default/${randomUUID().replaceAll('-', '')}`;
   const started = 1768212000000;
@@ -158,14 +158,14 @@ async function jobRecord(deps: CoreDeps, changes: Partial<Job> = {}): Promise<Jo
   return job;
 }
 
-/** A job the trainer of Batch attempt `attempt` is running, with a heartbeat written just now. */
-const running = (jobId: string, attempt: number): Partial<Job> => ({
+/** A job the trainer of a Batch job's attempt `attempt` is running, with a heartbeat written just now. */
+const running = (jobId: string, batchJobId: string, attempt: number): Partial<Job> => ({
   id: jobId,
   status: 'running',
   stage: 'training',
   progress: 0.4,
   attempts: attempt,
-  worker: { id: trainerWorkerId(jobId, attempt), heartbeatAt: new Date().toISOString() },
+  worker: { id: trainerWorkerId(batchJobId, attempt), heartbeatAt: new Date().toISOString() },
 });
 
 function logged() {
@@ -182,8 +182,9 @@ describe('the Batch events handler against S3 on 127.0.0.1', () => {
     // given a job whose trainer was just killed: its last heartbeat is seconds old
     const deps = createAwsDeps(config, { clients, log: silentLogger });
     const jobId = newJobId();
-    await jobRecord(deps, running(jobId, 1));
-    const event = batchJobFailedEvent(jobId);
+    const batchJobId = randomUUID();
+    await jobRecord(deps, running(jobId, batchJobId, 1));
+    const event = batchJobFailedEvent(jobId, { batchJobId });
 
     // when the handler (as the Lambda runtime builds it) gets Batch's FAILED event
     const handler = createBatchEventsHandler(config, { clients });
@@ -213,8 +214,10 @@ describe('the Batch events handler against S3 on 127.0.0.1', () => {
     const deps = createAwsDeps(config, { clients, log: silentLogger });
     // given a job on its third attempt when the timeout struck
     const timedOut = newJobId();
-    await jobRecord(deps, running(timedOut, 3));
+    const batchJobId = randomUUID();
+    await jobRecord(deps, running(timedOut, batchJobId, 3));
     const timeout = batchJobFailedEvent(timedOut, {
+      batchJobId,
       attempts: [{ exitCode: 1 }, { exitCode: 1 }, { exitCode: 137 }],
       statusReason: 'Job attempt duration exceeded timeout',
     });
@@ -265,16 +268,17 @@ describe('the Batch events handler against S3 on 127.0.0.1', () => {
   });
 
   it('leaves a job to another trainer whose heartbeat is live', async () => {
-    // given a job a second Batch job's trainer (a duplicate launch) holds on its second attempt
+    // given a job a second Batch job's trainer (a duplicate launch) holds, on the same attempt number
     const { deps, lines } = logged();
     const jobId = newJobId();
-    const held = await jobRecord(deps, running(jobId, 2));
+    const duplicate = randomUUID();
+    const held = await jobRecord(deps, running(jobId, duplicate, 1));
     // when the first Batch job, killed on its one attempt, reports FAILED
     expect(await handleBatchEvent(deps, batchJobFailedEvent(jobId))).toBe('held');
     // then the job is left to the live trainer
     expect(await getJob(deps, jobId)).toEqual(held);
     expect(lines).toContainEqual(
-      expect.objectContaining({ level: 'warn', jobId, worker: trainerWorkerId(jobId, 2) }),
+      expect.objectContaining({ level: 'warn', jobId, worker: trainerWorkerId(duplicate, 1) }),
     );
   });
 

@@ -4,12 +4,13 @@ import { CreateQueueCommand, GetQueueAttributesCommand } from '@aws-sdk/client-s
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiHandler } from '../src/adapters/aws/api-handler.js';
-import { type AwsClients, createAwsClients } from '../src/adapters/aws/deps.js';
+import { type AwsClients, createAwsClients, createAwsDeps } from '../src/adapters/aws/deps.js';
 import { createDispatcherHandler } from '../src/adapters/aws/dispatcher-handler.js';
 import { S3ObjectStore } from '../src/adapters/aws/s3-object-store.js';
 import { SqsJobQueue } from '../src/adapters/aws/sqs-job-queue.js';
 import { type AwsConfig, ENV } from '../src/config.js';
 import { sha256Hex } from '../src/core/auth.js';
+import { getJob } from '../src/core/jobs.js';
 import { storageKeys } from '../src/core/storage-keys.js';
 import {
   functionUrlEvent,
@@ -34,6 +35,9 @@ let config: AwsConfig;
 const trainers: { job: SubmittedJob; exit: Promise<{ code: number | null; output: string }> }[] = [];
 const children: ChildProcess[] = [];
 
+/** The id AWS Batch would give the trainer's Batch job (in AWS_BATCH_JOB_ID). */
+const BATCH_JOB_ID = '5f2c9e7a-1b3d-4c8e-9a6f-0d2e4b7c1a93';
+
 /**
  * What AWS Batch does with a submitted job here: start the trainer container's command (functions/aws/trainer.ts)
  * as a child process, with the job definition's environment plus the submission's overrides.
@@ -52,6 +56,7 @@ function runTrainerContainer(job: SubmittedJob) {
       [ENV.logLevel]: 'info',
       GRAFT_TRAINER_MAX_ATTEMPTS: '3',
       AWS_BATCH_JOB_ATTEMPT: '1',
+      [ENV.batchJobId]: BATCH_JOB_ID,
       ...overrides,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -154,6 +159,9 @@ describe('the whole AWS path on 127.0.0.1', () => {
     // and the API (HTTP API v2 event) reports the job and serves predictions from the new model
     const job = await call(httpApiV2Event, { method: 'GET', path: `/v1/jobs/${jobId}` });
     expect(job.body).toMatchObject({ id: jobId, status: 'succeeded', modelVersion: 'v1' });
+    // the trainer signed its work with its Batch job's id and attempt (what a Batch FAILED event is matched by)
+    const record = await getJob(createAwsDeps(config, { clients }), jobId);
+    expect(record.events.map((e) => e.message)).toContain(`started on batch-${BATCH_JOB_ID}-1`);
     const predicted = await call(httpApiV2Event, {
       method: 'POST',
       path: '/v1/tasks/topics/predict',

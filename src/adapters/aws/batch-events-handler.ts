@@ -82,7 +82,7 @@ export async function handleBatchEvent(deps: CoreDeps, event: unknown): Promise<
       reason: (job) => trainerStoppedReason(detail, job),
       event: `AWS Batch job ${detail.jobId} failed after ${attempts} attempt(s)`,
       // Every container of this Batch job has stopped: a heartbeat of theirs, however recent, is a dead one.
-      stoppedWorkers: Array.from({ length: attempts }, (_, i) => trainerWorkerId(jobId, i + 1)),
+      stoppedWorkers: Array.from({ length: attempts }, (_, i) => trainerWorkerId(detail.jobId, i + 1)),
     });
     if (result.outcome === 'failed') {
       deps.log.error('job failed: AWS Batch stopped its trainer', {

@@ -9,6 +9,7 @@ import { ENV } from '../../config.js';
  */
 export const TRAINER_ENV = {
   jobId: ENV.jobId,
+  batchJobId: ENV.batchJobId,
   attempt: ENV.batchJobAttempt,
   maxAttempts: ENV.trainerMaxAttempts,
 } as const;
@@ -24,9 +25,10 @@ export const TRAINER_EXIT = {
 } as const;
 
 /**
- * The worker id the trainer writes into the job record on Batch attempt `attempt` (AWS_BATCH_JOB_ATTEMPT, from
- * 1): what lets a Batch failure event tell the heartbeat of its own (now stopped) containers from another's.
+ * The worker id the trainer writes into the job record: the Batch job's own id (AWS_BATCH_JOB_ID) and attempt
+ * (AWS_BATCH_JOB_ATTEMPT, from 1). It lets a Batch failure event tell the heartbeats of its own (now stopped)
+ * containers from those of another Batch job running the same Graft job, whatever its attempt.
  */
-export function trainerWorkerId(jobId: string, attempt: number): string {
-  return `batch-${jobId}-${attempt}`;
+export function trainerWorkerId(batchJobId: string, attempt: number): string {
+  return `batch-${batchJobId}-${attempt}`;
 }

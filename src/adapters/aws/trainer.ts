@@ -10,6 +10,8 @@ export { TRAINER_ENV, TRAINER_EXIT };
 
 export interface TrainerInput {
   jobId: string;
+  /** AWS Batch's id of this Batch job; outside Batch (a test, a manual run) the Graft job id stands in. */
+  batchJobId: string;
   attempt: number;
   maxAttempts: number;
 }
@@ -31,7 +33,8 @@ export function trainerInputFromEnv(env: Record<string, string | undefined>): Tr
       `${TRAINER_ENV.attempt} and ${TRAINER_ENV.maxAttempts} must be whole numbers from 1 (got ${attempt}, ${maxAttempts}).`,
     );
   }
-  return { jobId: checkName(jobId, 'job id'), attempt, maxAttempts };
+  const checked = checkName(jobId, 'job id');
+  return { jobId: checked, batchJobId: env[TRAINER_ENV.batchJobId] || checked, attempt, maxAttempts };
 }
 
 export interface TrainerOptions {
@@ -47,7 +50,7 @@ export interface TrainerOptions {
  */
 export async function runTrainer(
   config: AwsConfig,
-  { jobId, attempt, maxAttempts }: TrainerInput,
+  { jobId, batchJobId, attempt, maxAttempts }: TrainerInput,
   { clients = createAwsClients(config), heartbeatMs = 5_000 }: TrainerOptions = {},
 ): Promise<number> {
   // CUDA in the GPU container (backbone features, parity checks), CPU elsewhere.
@@ -57,7 +60,7 @@ export async function runTrainer(
   };
   const options = {
     heartbeatMs,
-    workerId: trainerWorkerId(jobId, attempt),
+    workerId: trainerWorkerId(batchJobId, attempt),
     lastAttempt: attempt >= maxAttempts,
   };
   deps.log.info('trainer started', {
