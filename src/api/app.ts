@@ -1,4 +1,3 @@
-import { IncomingMessage } from 'node:http';
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -34,6 +33,7 @@ import { createUploadUrl, modelDownloadUrl, receiveUpload, verifyUploadToken } f
 import { type ErrorBody, GraftError, toGraftError } from '../errors.js';
 import { checkName } from '../names.js';
 import type { SignedUrls } from '../ports/signed-urls.js';
+import { nodeRequestBody } from './node-body.js';
 import { openApiDocument } from './openapi.js';
 
 export interface AppDeps extends CoreDeps {
@@ -126,15 +126,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
         throw tooLarge(maxSize);
       },
     });
-  // `limit` for the JSON bodies of predict and embeddings, the requests served most. On the Node server the body is
-  // read from Node's request stream itself: the web Request that @hono/node-server makes when a body is first
-  // touched (a web stream over the Node one) costs about 50 µs a request, a fifth of a batch-1 hash prediction.
+  // `limit` for the JSON bodies of predict and embeddings, the requests served most: on the Node server the body is
+  // read from Node's request stream itself (see node-body.ts).
   const hotLimit = (maxSize: number) => {
     const web = limit(maxSize);
     return async (c: Context<Env>, next: () => Promise<void>) => {
-      const incoming = c.env?.incoming;
-      if (!(incoming instanceof IncomingMessage) || incoming.readableDidRead) return web(c, next);
-      c.set('body', await readIncoming(incoming, maxSize, () => tooLarge(maxSize)));
+      const text = await nodeRequestBody(c.env?.incoming, maxSize, () => tooLarge(maxSize));
+      if (text === undefined) return web(c, next);
+      c.set('body', text);
       await next();
     };
   };
@@ -406,35 +405,6 @@ async function jsonBody<S extends z.ZodType>(
     });
   }
   return result.data;
-}
-
-const utf8 = new TextDecoder();
-
-/**
- * The body of a Node request as text, decoded as `Request.text()` does (UTF-8, a leading BOM dropped); past
- * `maxSize` bytes, announced or sent, it fails with `tooLarge()` (the rest is read and dropped by Node, so the
- * connection can carry the answer).
- */
-function readIncoming(incoming: IncomingMessage, maxSize: number, tooLarge: () => Error): Promise<string> {
-  if (Number(incoming.headers['content-length']) > maxSize) return Promise.reject(tooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const settle = (err?: Error) => {
-      incoming.off('data', onData).off('end', onEnd).off('error', settle).off('close', onClose);
-      if (err) reject(err);
-      else resolve(utf8.decode(Buffer.concat(chunks, size)));
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.byteLength;
-      if (size > maxSize) settle(tooLarge());
-      else chunks.push(chunk);
-    };
-    const onEnd = () => settle();
-    const onClose = () =>
-      settle(new GraftError('BAD_REQUEST', 'The request body ended before it was complete.'));
-    incoming.on('data', onData).on('end', onEnd).on('error', settle).on('close', onClose);
-  });
 }
 
 const MAX_ERROR_MESSAGE = 2_000;
