@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { SparseAdamW } from '../src/engine/adamw.js';
 import type { SparseVector } from '../src/engine/hash-ngrams.js';
-import { createRng, shuffleInPlace } from '../src/engine/rng.js';
 import {
-  balancedClassWeights,
-  batchLossAndGradient,
-  SoftmaxHead,
-  SparseGradient,
-} from '../src/engine/softmax-head.js';
-import { fitLogistic, type SparseDataset, weightedLoss } from '../src/engine/train-logistic.js';
+  Network,
+  NetworkGradient,
+  NetworkPass,
+  networkBatchLoss,
+  networkLoss,
+} from '../src/engine/network.js';
+import { createRng, shuffleInPlace } from '../src/engine/rng.js';
+import { balancedClassWeights, SoftmaxHead, SparseGradient } from '../src/engine/softmax-head.js';
+import { fitLogistic, type SparseDataset } from '../src/engine/train-logistic.js';
 
 /** A gradient with every weight row set from a dense dims x classes array. */
 function denseGradient(dims: number, classes: number, weights: number[], bias: number[]): SparseGradient {
@@ -25,6 +27,14 @@ function sparse(entries: [number, number][]): SparseVector {
   const sorted = [...entries].sort((a, b) => a[0] - b[0]);
   return { indices: Int32Array.from(sorted, ([i]) => i), values: Float32Array.from(sorted, ([, v]) => v) };
 }
+
+/** A linear softmax head as the trainer runs it: a network without a hidden layer, on sparse rows. */
+const linear = (head: SoftmaxHead) => new Network(head, undefined, undefined);
+const sparseMatrix = (dims: number, rows: readonly SparseVector[]) => ({
+  kind: 'sparse' as const,
+  dims,
+  rows,
+});
 
 describe('SparseAdamW', () => {
   it('takes one AdamW step as computed by hand', () => {
@@ -134,12 +144,17 @@ describe('class-weighted softmax cross-entropy', () => {
     ];
     const labels = Int32Array.of(0, 2, 1, 2);
     const classWeights = [2, 0.5, 1.25];
+    const network = linear(head);
+    const X = sparseMatrix(dims, rows);
+    const batch = Int32Array.from(rows.keys());
+    const pass = new NetworkPass(network);
     // when
-    const grad = new SparseGradient(dims, classes);
-    const loss = batchLossAndGradient(head, rows, labels, classWeights, grad);
+    const gradient = new NetworkGradient(network, true);
+    const loss = networkBatchLoss(network, X, labels, batch, classWeights, pass, gradient);
+    const grad = gradient.firstSparse as SparseGradient;
     // then
     expect(loss).toBeGreaterThan(0);
-    const lossAt = () => batchLossAndGradient(head, rows, labels, classWeights);
+    const lossAt = () => networkBatchLoss(network, X, labels, batch, classWeights, pass);
     const h = 1e-3;
     const numeric = (params: Float32Array, i: number) => {
       const original = params[i] as number;
@@ -169,8 +184,16 @@ describe('class-weighted softmax cross-entropy', () => {
   });
 
   it('is the mean of w[y] * -ln p[y] (by hand, one row, zero weights)', () => {
-    const head = new SoftmaxHead(2, 2);
-    const loss = batchLossAndGradient(head, [sparse([[0, 1]])], Int32Array.of(1), [1, 3]);
+    const network = linear(new SoftmaxHead(2, 2));
+    const X = sparseMatrix(2, [sparse([[0, 1]])]);
+    const loss = networkBatchLoss(
+      network,
+      X,
+      Int32Array.of(1),
+      Int32Array.of(0),
+      [1, 3],
+      new NetworkPass(network),
+    );
     expect(loss).toBeCloseTo(3 * Math.log(2), 12);
   });
 
@@ -213,7 +236,8 @@ describe('fitLogistic early stopping', () => {
     expect(result.history.length).toBe(result.bestEpoch + 3);
     expect(losses.at(-1) as number).toBeGreaterThan(best);
     // the weights returned are the best epoch's, not the last one's
-    expect(weightedLoss(result.head, validation, classWeights)).toBeCloseTo(best, 12);
+    const X = sparseMatrix(4, validation.rows);
+    expect(networkLoss(linear(result.head), X, validation.labels, classWeights)).toBeCloseTo(best, 12);
   });
 
   it('is deterministic for a seed', async () => {

@@ -6,7 +6,7 @@ import type { SparseVector } from './hash-ngrams.js';
  * float32, `rows x dims`, as text and image backbones give them and as the embeddings cache stores them).
  */
 export type FeatureMatrix =
-  | { kind: 'sparse'; dims: number; rows: SparseVector[] }
+  | { kind: 'sparse'; dims: number; rows: readonly SparseVector[] }
   | { kind: 'dense'; dims: number; rows: number; data: Float32Array };
 
 /** The number of rows. */

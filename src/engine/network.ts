@@ -603,8 +603,8 @@ const YIELD_EVERY_MS = 50;
 
 /**
  * Mini-batch AdamW on the class-weighted cross-entropy with seeded shuffling and dropout, early stopping on the
- * validation loss (patience), keeping the best epoch's weights. As `fitLogistic`, for any FeatureMatrix and an
- * optional hidden layer.
+ * validation loss (patience), keeping the best epoch's weights. The one trainer of the `logistic` (no hidden
+ * layer) and `mlp` heads, on sparse and dense features alike.
  */
 export async function fitNetwork(
   train: LabelledMatrix,

@@ -1,4 +1,3 @@
-import { crossEntropyRow } from './cross-entropy.js';
 import type { SparseVector } from './hash-ngrams.js';
 
 /** A linear softmax head: logits = x W + b, with W row-major `[dims, classes]` (the ONNX MatMul layout). */
@@ -104,51 +103,6 @@ export class SparseGradient {
     this.values.fill(0, offset, offset + this.classes);
     return offset;
   }
-}
-
-/**
- * Class-weighted softmax cross-entropy of a batch, `(1/B) * sum_i w[y_i] * -log softmax(x_i W + b)[y_i]`,
- * and its gradient into `grad` (reset first) when given.
- */
-export function batchLossAndGradient(
-  head: SoftmaxHead,
-  rows: readonly SparseVector[],
-  labels: ArrayLike<number>,
-  classWeights: ArrayLike<number>,
-  grad?: SparseGradient,
-): number {
-  const C = head.classes;
-  const z = new Float64Array(C);
-  const batch = rows.length;
-  grad?.reset();
-  let loss = 0;
-  for (let i = 0; i < batch; i++) {
-    const x = rows[i] as SparseVector;
-    const y = labels[i] as number;
-    const w = classWeights[y] as number;
-    head.logitsInto(x, z);
-    loss += crossEntropyRow(z, z, 0, C, y, w, batch, grad !== undefined);
-    if (!grad || w === 0) continue;
-    // z is now dL/dlogits of row i.
-    const gb = grad.bias;
-    for (let c = 0; c < C; c++) gb[c] = (gb[c] as number) + (z[c] as number);
-    const { indices, values } = x;
-    const C4 = C - (C & 3);
-    for (let k = 0; k < indices.length; k++) {
-      const v = values[k] as number;
-      let p = grad.offsetOf(indices[k] as number);
-      const g = grad.values;
-      let c = 0;
-      for (; c < C4; c += 4, p += 4) {
-        g[p] = (g[p] as number) + v * (z[c] as number);
-        g[p + 1] = (g[p + 1] as number) + v * (z[c + 1] as number);
-        g[p + 2] = (g[p + 2] as number) + v * (z[c + 2] as number);
-        g[p + 3] = (g[p + 3] as number) + v * (z[c + 3] as number);
-      }
-      for (; c < C; c++, p++) g[p] = (g[p] as number) + v * (z[c] as number);
-    }
-  }
-  return loss / batch;
 }
 
 /** Class weights 'balanced' (n / (k * count)), as scikit-learn; a class with no rows weighs 0. */

@@ -12,13 +12,13 @@ import {
 } from './features.js';
 import { classMeans, cosineHead, headFromNetwork, headLogits, meanRow, type TrainedHead } from './heads.js';
 import { argmax, computeMetrics, type Metrics, predictionScores } from './metrics.js';
-import { fitNetwork, fitStandardizer } from './network.js';
+import { fitNetwork, fitStandardizer, type NetworkHyperparameters } from './network.js';
 import type { Backbone, RawInput } from './open-backbone.js';
 import { Predictor } from './predictor.js';
 import { createRng } from './rng.js';
 import { balancedClassWeights } from './softmax-head.js';
 import { stratifiedKFold } from './split.js';
-import { assertFinite, type EpochRecord, fitLogistic, type Hyperparameters } from './train-logistic.js';
+import { assertFinite, type EpochRecord, type Hyperparameters } from './train-logistic.js';
 
 /** A labelled text row, as datasets hold them (the caller extracts features from `text`). */
 export interface Example {
@@ -55,7 +55,7 @@ export interface LabelledFeatures {
  * is the largest batch: a small training set uses smaller ones, so that every epoch makes at least
  * MIN_STEPS_PER_EPOCH updates (see `effectiveBatchSize`).
  */
-export type HeadHyperparameters = Hyperparameters & { hiddenSize: number; dropout: number };
+export type HeadHyperparameters = NetworkHyperparameters;
 
 /** How each class's loss is weighed: 'balanced' = n / (k * count), as scikit-learn; 'none' = 1. */
 export type ClassWeighting = 'balanced' | 'none';
@@ -702,19 +702,6 @@ async function fitSpec(spec: Spec, train: Data, validation: Data, context: FitCo
         spec.classWeights === 'balanced'
           ? balancedClassWeights(train.y, classes)
           : new Float64Array(classes).fill(1);
-      if (spec.strategy === 'logistic' && X.kind === 'sparse' && validation.X.kind === 'sparse') {
-        const result = await fitLogistic(
-          { rows: X.rows, labels: train.y },
-          { rows: validation.X.rows, labels: validation.y },
-          { dims: X.dims, classes, hyperparameters: hp, classWeights, seed, signal },
-        );
-        const { head } = result;
-        return {
-          head: { kind: 'linear', dims: head.dims, classes, weights: head.weights, bias: head.bias },
-          epochs: result.bestEpoch,
-          history: result.history,
-        };
-      }
       const result = await fitNetwork(
         { X, labels: train.y },
         { X: validation.X, labels: validation.y },
