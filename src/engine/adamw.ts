@@ -10,6 +10,54 @@ export interface AdamWOptions {
 }
 
 /**
+ * What both optimisers share: the settings, the step count, and the Adam step of the biases (never decayed).
+ * `begin()` counts a step and gives its bias-corrected step size and second-moment correction.
+ */
+abstract class AdamWBase {
+  learningRate: number;
+  readonly weightDecay: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  step = 0;
+  readonly bias: Float32Array;
+  readonly #mBias: Float64Array;
+  readonly #vBias: Float64Array;
+
+  constructor(bias: Float32Array, options: AdamWOptions) {
+    const { learningRate, weightDecay, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8 } = options;
+    this.learningRate = learningRate;
+    this.weightDecay = weightDecay;
+    this.beta1 = beta1;
+    this.beta2 = beta2;
+    this.epsilon = epsilon;
+    this.bias = bias;
+    this.#mBias = new Float64Array(bias.length);
+    this.#vBias = new Float64Array(bias.length);
+  }
+
+  /** Counts a step: its `lr / (1 - beta1^t)` and `1 / (1 - beta2^t)`. */
+  protected begin(): { stepSize: number; vCorrection: number } {
+    const t = ++this.step;
+    return { stepSize: this.learningRate / (1 - this.beta1 ** t), vCorrection: 1 / (1 - this.beta2 ** t) };
+  }
+
+  /** The Adam step of the biases (no weight decay). */
+  protected updateBias(gradBias: ArrayLike<number>, stepSize: number, vCorrection: number): void {
+    const { beta1, beta2, epsilon } = this;
+    const b = this.bias;
+    for (let c = 0; c < b.length; c++) {
+      const g = gradBias[c] as number;
+      const mi = beta1 * (this.#mBias[c] as number) + (1 - beta1) * g;
+      const vi = beta2 * (this.#vBias[c] as number) + (1 - beta2) * g * g;
+      this.#mBias[c] = mi;
+      this.#vBias[c] = vi;
+      b[c] = (b[c] as number) - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
+    }
+  }
+}
+
+/**
  * AdamW for a softmax head with sparse gradients, in PyTorch's order: decay, moments, bias-corrected step.
  * A weight row whose feature is absent from a batch is not touched that step (as PyTorch's `SparseAdam`):
  * its moments wait, and the weight decay it missed is applied, exactly (through the running sum of
@@ -17,41 +65,26 @@ export interface AdamWOptions {
  * `flush()`. When every row has a gradient this is AdamW to the letter; the saving on hashed text is the
  * dims x classes pass per step that dense AdamW would make.
  */
-export class SparseAdamW {
+export class SparseAdamW extends AdamWBase {
   readonly head: SoftmaxHead;
-  learningRate: number;
-  readonly weightDecay: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly epsilon: number;
-  step = 0;
   readonly #m: Float32Array;
   readonly #v: Float32Array;
-  readonly #mBias: Float64Array;
-  readonly #vBias: Float64Array;
   /** sum over steps so far of ln(1 - lr_t * weightDecay): the log of the decay every weight is owed. */
   #logDecay = 0;
   /** `#logDecay` as of the last time row j's weight decay was applied. */
   readonly #decayedTo: Float64Array;
 
   constructor(head: SoftmaxHead, options: AdamWOptions) {
-    const { learningRate, weightDecay, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8 } = options;
+    super(head.bias, options);
     this.head = head;
-    this.learningRate = learningRate;
-    this.weightDecay = weightDecay;
-    this.beta1 = beta1;
-    this.beta2 = beta2;
-    this.epsilon = epsilon;
     this.#m = new Float32Array(head.weights.length);
     this.#v = new Float32Array(head.weights.length);
-    this.#mBias = new Float64Array(head.classes);
-    this.#vBias = new Float64Array(head.classes);
     this.#decayedTo = new Float64Array(head.dims);
   }
 
   /** One update from the gradient of a batch. */
   update(grad: SparseGradient): void {
-    const t = ++this.step;
+    const { stepSize, vCorrection } = this.begin();
     const { learningRate: lr, beta1, beta2, epsilon } = this;
     const C = this.head.classes;
     const W = this.head.weights;
@@ -59,8 +92,6 @@ export class SparseAdamW {
     const v = this.#v;
     this.#logDecay += Math.log1p(-lr * this.weightDecay);
     const logDecay = this.#logDecay;
-    const stepSize = lr / (1 - beta1 ** t);
-    const vCorrection = 1 / (1 - beta2 ** t);
     const decayedTo = this.#decayedTo;
     for (let k = 0; k < grad.count; k++) {
       const j = grad.rows[k] as number;
@@ -80,15 +111,7 @@ export class SparseAdamW {
           (W[base + c] as number) * factor - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
       }
     }
-    const b = this.head.bias;
-    for (let c = 0; c < C; c++) {
-      const g = grad.bias[c] as number;
-      const mi = beta1 * (this.#mBias[c] as number) + (1 - beta1) * g;
-      const vi = beta2 * (this.#vBias[c] as number) + (1 - beta2) * g * g;
-      this.#mBias[c] = mi;
-      this.#vBias[c] = vi;
-      b[c] = (b[c] as number) - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
-    }
+    this.updateBias(grad.bias, stepSize, vCorrection);
   }
 
   /** Applies the weight decay every untouched row is owed, so `head` holds the weights as of this step. */
@@ -112,42 +135,23 @@ export class SparseAdamW {
  * AdamW for a dense parameter block (PyTorch's order, as `SparseAdamW` when every row has a gradient): decoupled
  * weight decay on the weights, none on the biases, then the bias-corrected Adam step.
  */
-export class DenseAdamW {
+export class DenseAdamW extends AdamWBase {
   readonly weights: Float32Array;
-  readonly bias: Float32Array;
-  learningRate: number;
-  readonly weightDecay: number;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly epsilon: number;
-  step = 0;
   readonly #m: Float32Array;
   readonly #v: Float32Array;
-  readonly #mBias: Float64Array;
-  readonly #vBias: Float64Array;
 
   constructor(weights: Float32Array, bias: Float32Array, options: AdamWOptions) {
-    const { learningRate, weightDecay, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8 } = options;
+    super(bias, options);
     this.weights = weights;
-    this.bias = bias;
-    this.learningRate = learningRate;
-    this.weightDecay = weightDecay;
-    this.beta1 = beta1;
-    this.beta2 = beta2;
-    this.epsilon = epsilon;
     this.#m = new Float32Array(weights.length);
     this.#v = new Float32Array(weights.length);
-    this.#mBias = new Float64Array(bias.length);
-    this.#vBias = new Float64Array(bias.length);
   }
 
   /** One update from the gradients of a batch (same layouts as `weights` and `bias`). */
   update(gradWeights: ArrayLike<number>, gradBias: ArrayLike<number>): void {
-    const t = ++this.step;
+    const { stepSize, vCorrection } = this.begin();
     const { learningRate: lr, beta1, beta2, epsilon } = this;
     const decay = 1 - lr * this.weightDecay;
-    const stepSize = lr / (1 - beta1 ** t);
-    const vCorrection = 1 / (1 - beta2 ** t);
     const W = this.weights;
     const m = this.#m;
     const v = this.#v;
@@ -159,14 +163,6 @@ export class DenseAdamW {
       v[i] = vi;
       W[i] = (W[i] as number) * decay - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
     }
-    const b = this.bias;
-    for (let c = 0; c < b.length; c++) {
-      const g = gradBias[c] as number;
-      const mi = beta1 * (this.#mBias[c] as number) + (1 - beta1) * g;
-      const vi = beta2 * (this.#vBias[c] as number) + (1 - beta2) * g * g;
-      this.#mBias[c] = mi;
-      this.#vBias[c] = vi;
-      b[c] = (b[c] as number) - (stepSize * mi) / (Math.sqrt(vi * vCorrection) + epsilon);
-    }
+    this.updateBias(gradBias, stepSize, vCorrection);
   }
 }
