@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { GraftError } from '../errors.js';
 import { type ImageBackboneConfig, imageBackboneSchema } from './backbones/image.js';
+import { parseConfig } from './backbones/parse-config.js';
 import { type TextBackboneConfig, textBackboneSchema } from './backbones/text.js';
 
 export type { ImageBackboneConfig } from './backbones/image.js';
@@ -63,16 +64,7 @@ export const backboneSchema = z.discriminatedUnion('kind', [
 
 /** Validates a backbone configuration (from a request or from a model's metadata); throws INVALID_OPTIONS. */
 export function parseBackbone(value: unknown): BackboneConfig {
-  const result = backboneSchema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues
-      .map((i) => `${i.path.join('.') || 'backbone'}: ${i.message}`)
-      .join('; ');
-    throw new GraftError('INVALID_OPTIONS', `Invalid backbone configuration (${issues}).`, {
-      details: { issues: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
-    });
-  }
-  return result.data as BackboneConfig;
+  return parseConfig(backboneSchema, value, 'backbone') as BackboneConfig;
 }
 
 /** Validates a `hash-ngrams` configuration; throws INVALID_OPTIONS (also for a text or image configuration). */

@@ -21,6 +21,7 @@ import {
   valueInfo,
 } from '../onnx-graph.js';
 import { type DenseBackbone, FEATURES_OUTPUT } from './dense.js';
+import { parseConfig } from './parse-config.js';
 
 /** An image already decoded: `data` holds `height` rows of `width` pixels of `channels` bytes (HWC, 0..255). */
 export interface DecodedImage {
@@ -102,16 +103,7 @@ export const imageBackboneSchema = z.object({
 
 /** Validates an image backbone configuration; throws INVALID_OPTIONS saying which fields are wrong. */
 export function parseImageBackboneConfig(value: unknown): ImageBackboneConfig {
-  const result = imageBackboneSchema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues
-      .map((i) => `${i.path.join('.') || 'backbone'}: ${i.message}`)
-      .join('; ');
-    throw new GraftError('INVALID_OPTIONS', `Invalid image backbone configuration (${issues}).`, {
-      details: { issues: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
-    });
-  }
-  return result.data;
+  return parseConfig(imageBackboneSchema, value, 'image backbone');
 }
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];

@@ -8,6 +8,7 @@ import { GraftError } from '../../errors.js';
 import { NAME_PATTERN } from '../../names.js';
 import type { InputTensor, OnnxSession } from '../../runtime/onnx.js';
 import { type DenseBackbone, FEATURES_OUTPUT } from './dense.js';
+import { parseConfig } from './parse-config.js';
 
 const { onnx } = onnxProto;
 type ModelProto = onnxProto.onnx.ModelProto;
@@ -59,14 +60,7 @@ export const textBackboneSchema = z.object({
 
 /** Parses a text backbone configuration; throws INVALID_OPTIONS saying which field is wrong. */
 export function parseTextBackboneConfig(value: unknown): TextBackboneConfig {
-  const result = textBackboneSchema.safeParse(value);
-  if (!result.success) {
-    const issues = result.error.issues
-      .map((i) => `${i.path.join('.') || 'backbone'}: ${i.message}`)
-      .join('; ');
-    throw new GraftError('INVALID_OPTIONS', `Invalid text backbone configuration (${issues}).`);
-  }
-  return result.data;
+  return parseConfig(textBackboneSchema, value, 'text backbone');
 }
 
 /** The files of a sentence-transformer layout, read by `readTextBackboneDir` and passed to `loadTextBackbone`. */
