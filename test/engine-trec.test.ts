@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   type Example,
@@ -10,9 +9,9 @@ import {
   stratifiedSplit,
   trainClassifier,
 } from '../src/engine/index.js';
+import { SHARED_DIR } from './support/fixtures.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const trecDir = path.resolve(repoRoot, '../shared/datasets/trec');
+const trecDir = path.join(SHARED_DIR, 'datasets/trec');
 const exists = existsSync(path.join(trecDir, 'train.jsonl'));
 
 if (!exists) console.log(`engine trec test skipped: ${trecDir} does not exist`);

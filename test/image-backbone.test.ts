@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,10 +19,9 @@ import { loadFashionMnist } from '../src/engine/fashion-mnist.js';
 import { getGraph, loadModel, readFloat32, shuffleWeights } from '../src/engine/onnx-graph.js';
 import { GraftError } from '../src/errors.js';
 import { OnnxSession } from '../src/runtime/onnx.js';
+import { SHARED_DIR as shared } from './support/fixtures.js';
 import { tinyCnn } from './support/tiny-cnn.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const shared = path.resolve(repoRoot, '../shared');
 const hasShared = existsSync(shared);
 
 const sessions: OnnxSession[] = [];

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,9 +9,9 @@ import {
   parseIdxLabels,
 } from '../src/engine/fashion-mnist.js';
 import { GraftError } from '../src/errors.js';
+import { SHARED_DIR } from './support/fixtures.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const fashionDir = path.resolve(repoRoot, '../shared/datasets/fashion-mnist');
+const fashionDir = path.join(SHARED_DIR, 'datasets/fashion-mnist');
 const hasShared = existsSync(fashionDir);
 
 function idx(magic: number, dims: number[], body: number[]): Buffer {
