@@ -16,7 +16,7 @@ import { Predictor } from '../src/engine/index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import { makeTextDataset, tempDir, toJsonl } from './support/fixtures.js';
 import { client, expectError } from './support/http.js';
-import { writeTinyBertLayout } from './support/tiny-bert.js';
+import { createTinyBertLayout, writeTinyBertLayout } from './support/tiny-bert.js';
 import { greyPng, tinyCnn } from './support/tiny-cnn.js';
 
 const KEY = 'transfer-admin-key-0123456789';
@@ -102,6 +102,50 @@ describe('transfer learning on registered backbones', () => {
       'BACKBONE_NOT_FOUND',
     );
     expectError(await ctx.api.put('/v1/tasks/t', { backbone: 'nope' }), 404, 'BACKBONE_NOT_FOUND');
+  });
+
+  it('registers a backbone from files already in the store, shows manifests, and names the known backbones', async () => {
+    // given the tiny-bert layout copied under backbones/stored-bert/ in the store
+    const files = createTinyBertLayout({ seed: 7 });
+    for (const [relative, content] of Object.entries(files)) {
+      await ctx.deps.store.put(`backbones/stored-bert/${relative}`, content);
+    }
+
+    // when it is registered from there
+    const registered = await ctx.api.put('/v1/backbones/stored-bert', {
+      kind: 'text',
+      source: { store: true },
+    });
+
+    // then its manifest lists the files, and it embeds as the same model registered from a directory does
+    expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+    const fromDir = (await ctx.api.get('/v1/backbones/tiny-bert')).body;
+    expect(registered.body.files).toEqual(fromDir.files);
+    expect(registered.body.files).toContain('onnx/model.onnx');
+    const shown = await ctx.api.get('/v1/backbones/stored-bert');
+    expect(shown.status).toBe(200);
+    expect(shown.body).toEqual(registered.body);
+    expect((await ctx.api.get('/v1/backbones/hash-ngrams')).body).toMatchObject({
+      name: 'hash-ngrams',
+      source: { builtIn: true },
+      createdAt: null,
+    });
+    const embed = async (model: string) =>
+      (await ctx.api.post('/v1/embeddings', { model, input: 'the dog sat on the mat' })).body.data[0]
+        .embedding;
+    expect(await embed('stored-bert')).toEqual(await embed('tiny-bert'));
+
+    // and an unknown name, or one that is no name, is refused with the backbones there are
+    for (const name of ['nope', 'Not_A_Name']) {
+      const unknown = await ctx.api.get(`/v1/backbones/${name}`);
+      expectError(unknown, 404, 'BACKBONE_NOT_FOUND');
+      expect(unknown.body.error.message).toContain('Available: hash-ngrams, stored-bert, tiny-bert.');
+    }
+    expectError(
+      await ctx.api.put('/v1/backbones/empty', { kind: 'text', source: { store: true } }),
+      404,
+      'BACKBONE_NOT_FOUND',
+    );
   });
 
   it('trains a head on the text backbone, caches the embeddings, and exports one self-contained model', async () => {

@@ -21,7 +21,7 @@ import {
   parseBackbone,
 } from '../engine/index.js';
 import { GraftError } from '../errors.js';
-import { checkName } from '../names.js';
+import { checkName, NAME_PATTERN } from '../names.js';
 import type { ObjectStore } from '../ports/object-store.js';
 import { memoize } from '../runtime/onnx.js';
 import { type CoreDeps, nowIso } from './deps.js';
@@ -80,32 +80,36 @@ export type BackboneManifest = z.infer<typeof BackboneManifestSchema>;
 
 /** The backbones a task or `/v1/embeddings` can name: the built-in ones and the registered ones. */
 export async function listBackbones(deps: CoreDeps): Promise<BackboneConfig[]> {
-  const keys = await deps.store.list(storageKeys.backbonesPrefix());
-  const names = keys.flatMap((key) => key.match(/^backbones\/([^/]+)\/manifest\.json$/)?.[1] ?? []);
+  const names = await registeredNames(deps);
   const registered = await Promise.all(names.map((name) => resolveBackbone(deps, name)));
   return [...Object.values(BUILT_IN), ...registered];
 }
 
 /** The configuration of a backbone by name; BACKBONE_NOT_FOUND lists the known ones. */
 export async function resolveBackbone(deps: CoreDeps, name: string): Promise<BackboneConfig> {
-  const builtIn = BUILT_IN[name];
-  if (builtIn) return builtIn;
-  const manifest = NAME_OK(name)
-    ? await findJson(deps.store, storageKeys.backboneManifest(name), BackboneManifestSchema)
-    : undefined;
-  if (!manifest) {
-    const known = (await deps.store.list(storageKeys.backbonesPrefix())).flatMap(
-      (key) => key.match(/^backbones\/([^/]+)\/manifest\.json$/)?.[1] ?? [],
-    );
-    throw new GraftError(
-      'BACKBONE_NOT_FOUND',
-      `Backbone "${name.slice(0, 80)}" is not known. Available: ${[...Object.keys(BUILT_IN), ...known].join(', ')}. Register one with PUT /v1/backbones/{name}.`,
-    );
-  }
-  return parseBackbone(manifest.value.config);
+  return BUILT_IN[name] ?? parseBackbone((await registeredManifest(deps, name)).config);
 }
 
-const NAME_OK = (name: string) => /^[a-z0-9][a-z0-9-]{0,62}$/.test(name);
+/** The names of the registered backbones (those with a manifest). */
+async function registeredNames(deps: CoreDeps): Promise<string[]> {
+  const keys = await deps.store.list(storageKeys.backbonesPrefix());
+  return keys.flatMap((key) => key.match(/^backbones\/([^/]+)\/manifest\.json$/)?.[1] ?? []);
+}
+
+/** The manifest of a registered backbone; BACKBONE_NOT_FOUND lists the known ones. */
+async function registeredManifest(deps: CoreDeps, name: string): Promise<BackboneManifest> {
+  const found = NAME_PATTERN.test(name)
+    ? await findJson(deps.store, storageKeys.backboneManifest(name), BackboneManifestSchema)
+    : undefined;
+  if (!found) {
+    const known = [...Object.keys(BUILT_IN), ...(await registeredNames(deps))];
+    throw new GraftError(
+      'BACKBONE_NOT_FOUND',
+      `Backbone "${name.slice(0, 80)}" is not known. Available: ${known.join(', ')}. Register one with PUT /v1/backbones/{name}.`,
+    );
+  }
+  return found.value;
+}
 
 /**
  * A backbone ready to extract features, loaded once per process (memoised by its configuration's hash, so a
@@ -143,31 +147,45 @@ export function servedBackbone(deps: CoreDeps, name: string): Promise<Backbone> 
 }
 
 async function readBackboneFiles(deps: CoreDeps, config: BackboneConfig): Promise<BackboneFiles> {
-  const read = async (relative: string) =>
-    (await deps.store.find(storageKeys.backboneFile(config.name, relative)))?.body;
   switch (config.kind) {
     case 'hash':
       return {};
     case 'text': {
-      const [model, tokenizer, tokenizerConfig] = await Promise.all([
-        read(TEXT_BACKBONE_PATHS.model),
-        read(TEXT_BACKBONE_PATHS.tokenizerJson),
-        read(TEXT_BACKBONE_PATHS.tokenizerConfigJson),
+      const found = await readStoredTextFiles(deps, config.name, [
+        'model',
+        'tokenizerJson',
+        'tokenizerConfigJson',
       ]);
-      if (!model || !tokenizer) throw missingFiles(config.name);
-      const decoder = new TextDecoder();
-      return {
-        model,
-        tokenizerJson: decoder.decode(tokenizer),
-        ...(tokenizerConfig ? { tokenizerConfigJson: decoder.decode(tokenizerConfig) } : {}),
-      };
+      if (!found.model || !found.tokenizerJson) throw missingFiles(config.name);
+      return found;
     }
     case 'image': {
-      const model = await read(IMAGE_MODEL_FILE);
+      const model = (await deps.store.find(storageKeys.backboneFile(config.name, IMAGE_MODEL_FILE)))?.body;
       if (!model) throw missingFiles(config.name);
       return { model };
     }
   }
+}
+
+/** The files of a text backbone (`which`) that are under backbones/{name}/ in the store; all but `model` as text. */
+async function readStoredTextFiles(
+  deps: CoreDeps,
+  name: string,
+  which = Object.keys(TEXT_BACKBONE_PATHS) as (keyof TextBackboneFiles)[],
+): Promise<Partial<TextBackboneFiles>> {
+  const decoder = new TextDecoder();
+  const entries = await Promise.all(
+    which.map(
+      async (key) =>
+        [
+          key,
+          (await deps.store.find(storageKeys.backboneFile(name, TEXT_BACKBONE_PATHS[key])))?.body,
+        ] as const,
+    ),
+  );
+  return Object.fromEntries(
+    entries.flatMap(([key, body]) => (body ? [[key, key === 'model' ? body : decoder.decode(body)]] : [])),
+  );
 }
 
 const IMAGE_MODEL_FILE = 'model.onnx';
@@ -258,15 +276,7 @@ async function fetchTextFiles(deps: CoreDeps, name: string, source: Source): Pro
     return readTextBackboneDir(dir);
   }
   if ('dir' in source) return readTextBackboneDir(localPath(deps, source.dir));
-  const read = async (relative: string) =>
-    (await deps.store.find(storageKeys.backboneFile(name, relative)))?.body;
-  const decoder = new TextDecoder();
-  const entries = await Promise.all(
-    Object.entries(TEXT_BACKBONE_PATHS).map(async ([key, relative]) => [key, await read(relative)] as const),
-  );
-  const found = Object.fromEntries(
-    entries.flatMap(([key, body]) => (body ? [[key, key === 'model' ? body : decoder.decode(body)]] : [])),
-  ) as Partial<TextBackboneFiles>;
+  const found = await readStoredTextFiles(deps, name);
   if (!found.model || !found.tokenizerJson) {
     throw new GraftError(
       'BACKBONE_NOT_FOUND',
@@ -339,12 +349,7 @@ function localPath(deps: CoreDeps, dir: string): string {
 export async function getBackboneManifest(deps: CoreDeps, name: string) {
   const builtIn = BUILT_IN[name];
   if (builtIn) return { name, config: builtIn, source: { builtIn: true }, files: [], createdAt: null };
-  await resolveBackbone(deps, name);
-  const found = await findJson(
-    deps.store,
-    storageKeys.backboneManifest(checkName(name, 'backbone name')),
-    BackboneManifestSchema,
-  );
-  if (!found) throw new GraftError('BACKBONE_NOT_FOUND', `Backbone "${name}" is not known.`);
-  return found.value;
+  const manifest = await registeredManifest(deps, name);
+  parseBackbone(manifest.config); // a manifest whose configuration no longer parses fails here, as it would in use
+  return manifest;
 }
