@@ -33,8 +33,7 @@ interface Loaded {
   idle?: () => void;
 }
 
-// A dropped model is released after this, or when its last running prediction ends if that is later. Callers of
-// served() (not counted) are assumed done with it by then.
+// A dropped model is released after this, or when its last running prediction ends if that is later.
 const RETIRE_GRACE_MS = 2_000;
 
 /**
@@ -78,12 +77,6 @@ export class ModelCache {
       loaded.inFlight--;
       if (loaded.inFlight === 0) loaded.idle?.();
     }
-  }
-
-  /** The task's model in service, loaded; NO_MODEL when none has been promoted yet. */
-  async served(task: string): Promise<{ version: string; predictor: Predictor }> {
-    const { version, loaded } = await this.load(task);
-    return { version, predictor: await loaded.predictor };
   }
 
   private async load(task: string): Promise<{ version: string; loaded: Loaded }> {
