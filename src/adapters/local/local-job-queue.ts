@@ -180,8 +180,22 @@ export class LocalJobQueue implements JobQueue, DeadLetterBox {
 
   /** Messages in `dead-letter/`, oldest first. */
   async deadLetters(): Promise<DeadLetter[]> {
+    return this.#readDeadLetters(new Set());
+  }
+
+  /**
+   * Dead letters not yet marked handled, oldest first. Only their files are read: the handled ones, kept as
+   * evidence, pile up, and the worker asks every few seconds.
+   */
+  async unhandledDeadLetters(): Promise<DeadLetter[]> {
+    const handled = await this.#guard('read handled dead letters', () => readEntryNames(this.#handledDir));
+    return this.#readDeadLetters(new Set(handled));
+  }
+
+  /** The dead letters whose file names are not in `skip`, oldest first. */
+  #readDeadLetters(skip: ReadonlySet<string>): Promise<DeadLetter[]> {
     return this.#guard('read dead letters', async () => {
-      const entries = await readEntries(this.#deadLetterDir);
+      const entries = await readEntries(this.#deadLetterDir, skip);
       return entries
         .sort((a, b) => compareRecords(a.record, b.record))
         .map(({ name, raw, record }) =>
@@ -190,16 +204,6 @@ export class LocalJobQueue implements JobQueue, DeadLetterBox {
             : { messageId: name.slice(0, -'.json'.length), body: raw, receiveCount: 0 },
         );
     });
-  }
-
-  /** Dead letters not yet marked handled, oldest first. */
-  async unhandledDeadLetters(): Promise<DeadLetter[]> {
-    const [letters, handled] = await Promise.all([
-      this.deadLetters(),
-      this.#guard('read handled dead letters', () => readEntryNames(this.#handledDir)),
-    ]);
-    const done = new Set(handled);
-    return letters.filter((letter) => !done.has(`${letter.messageId}.json`));
   }
 
   /** Records that a dead letter was dealt with (`note` says how): it is kept, but no longer unhandled. */
@@ -221,7 +225,7 @@ export class LocalJobQueue implements JobQueue, DeadLetterBox {
       const now = this.#now();
       const [messages, deadLetters] = await Promise.all([
         readEntries(this.#messagesDir),
-        readEntries(this.#deadLetterDir),
+        readEntryNames(this.#deadLetterDir),
       ]);
       let visible = 0;
       let inFlight = 0;
@@ -339,17 +343,12 @@ interface Entry {
   record: MessageRecord | undefined;
 }
 
-async function readEntries(dir: string): Promise<Entry[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
-    throw err;
-  }
+/** The message files of `dir` (but those named in `skip`), read and parsed. */
+async function readEntries(dir: string, skip: ReadonlySet<string> = new Set()): Promise<Entry[]> {
+  const names = await readEntryNames(dir);
   const entries = await Promise.all(
     names
-      .filter((name) => name.endsWith('.json') && !name.startsWith(TEMP_PREFIX))
+      .filter((name) => !skip.has(name))
       .map(async (name): Promise<Entry | undefined> => {
         try {
           const raw = await readFile(join(dir, name), 'utf8');
@@ -364,6 +363,7 @@ async function readEntries(dir: string): Promise<Entry[]> {
   return entries.filter((entry) => entry !== undefined);
 }
 
+/** The names of the message files in `dir` (none when it does not exist). */
 async function readEntryNames(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir)).filter((name) => name.endsWith('.json') && !name.startsWith(TEMP_PREFIX));
