@@ -63,7 +63,8 @@ const LocalConfigSchema = z.object({
   logLevel: LogLevel.default('info'),
   hub: HubSchema,
 });
-export type LocalConfig = z.infer<typeof LocalConfigSchema>;
+/** The configuration of `npm start`; the Hub cache defaults to `{dataDir}/cache/hub`. */
+export type LocalConfig = z.infer<typeof LocalConfigSchema> & { hub: { cacheDir: string } };
 
 /** Parses the configuration of `npm start` once, failing fast with the variable that is wrong. */
 export function loadLocalConfig(env: Env = process.env): LocalConfig {

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FileLocks } from '../src/adapters/local/file-lock.js';
+import { FileLocks, readOrCreateSecretFile } from '../src/adapters/local/file-lock.js';
 import { GraftError } from '../src/errors.js';
 import { tempDir } from './support/fixtures.js';
 
@@ -77,5 +77,26 @@ describe('FileLocks and a lock file left by a killed process', () => {
         name,
       ).toBeUndefined();
     }
+  });
+});
+
+describe('readOrCreateSecretFile', () => {
+  it('creates the file once, mode 0600, and every caller, racing or later, reads the same value', async () => {
+    // given no file yet
+    const file = path.join(await tempDir('graft-secret-'), 'admin-key');
+    let made = 0;
+    const create = () => `secret-${++made}`;
+
+    // when several callers race for it, and one comes later
+    const racing = await Promise.all(Array.from({ length: 5 }, () => readOrCreateSecretFile(file, create)));
+    const later = await readOrCreateSecretFile(file, create);
+
+    // then exactly one wrote it, and all of them read what it wrote
+    const value = racing.find((r) => r.created)?.value;
+    expect(racing.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set([...racing, later].map((r) => r.value))).toEqual(new Set([value]));
+    expect(later.created).toBe(false);
+    expect(await readFile(file, 'utf8')).toBe(`${value}\n`);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 });

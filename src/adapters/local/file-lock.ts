@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -215,6 +215,30 @@ export async function writeTempFile(dir: string, data: Uint8Array | string): Pro
   }
   await handle.close();
   return temp;
+}
+
+/**
+ * The text (trimmed) of a secret file, mode 0600: on first use `create()`'s value is written to it. When another
+ * process creates the file first, theirs is used. `created` says whether this call wrote it.
+ */
+export async function readOrCreateSecretFile(
+  file: string,
+  create: () => string,
+): Promise<{ value: string; created: boolean }> {
+  const read = async () => (await readFile(file, 'utf8')).trim();
+  try {
+    return { value: await read(), created: false };
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+  const value = create();
+  try {
+    await writeFile(file, `${value}\n`, { mode: 0o600, flag: 'wx' });
+    return { value, created: true };
+  } catch (err) {
+    if (errnoCode(err) !== 'EEXIST') throw err;
+  }
+  return { value: await read(), created: false };
 }
 
 /** Makes a rename in `dir` durable; a no-op where directories cannot be opened for sync. */

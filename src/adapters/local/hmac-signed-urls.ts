@@ -1,8 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GraftError } from '../../errors.js';
 import type { SignedUrl, SignedUrls, SignOptions } from '../../ports/signed-urls.js';
+import { readOrCreateSecretFile } from './file-lock.js';
 
 /** Where the local server takes signed uploads: `PUT {origin}/v1/uploads/{token}`. */
 export const LOCAL_UPLOAD_PATH = '/v1/uploads/';
@@ -93,18 +93,8 @@ export class HmacSignedUrls implements SignedUrls {
 
 /** The upload signing secret kept in the data directory (mode 0600), created on first start like the admin key. */
 export async function uploadSecretFromDataDir(dataDir: string): Promise<Buffer> {
-  const file = path.join(dataDir, 'upload-secret');
-  const read = async () => Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url');
-  try {
-    return await read();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  try {
-    await writeFile(file, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    // Another process created it first: use theirs.
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  return read();
+  const { value } = await readOrCreateSecretFile(path.join(dataDir, 'upload-secret'), () =>
+    randomBytes(32).toString('base64url'),
+  );
+  return Buffer.from(value, 'base64url');
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
@@ -13,6 +13,7 @@ import type { MicroBatchOptions } from '../../core/micro-batch.js';
 import { ModelCache, pointerWatchingStore } from '../../core/predict.js';
 import { runQueueWorker } from '../../core/queue-worker.js';
 import { DirObjectStore } from './dir-object-store.js';
+import { readOrCreateSecretFile } from './file-lock.js';
 import { HmacSignedUrls, uploadSecretFromDataDir } from './hmac-signed-urls.js';
 import { LocalJobQueue } from './local-job-queue.js';
 
@@ -83,7 +84,7 @@ export async function startLocalPlatform(
   await mkdir(config.dataDir, { recursive: true });
   const local: CoreDeps = {
     ...createLocalDeps(config.dataDir, log, visibilityTimeoutMs, storeTimeoutMs),
-    hub: { ...config.hub, cacheDir: config.hub.cacheDir ?? path.join(config.dataDir, 'cache', 'hub') },
+    hub: config.hub,
     allowDirSources: true,
   };
   // The API and the worker write current.json through `deps.store`, which tells the cache: their promotions and
@@ -127,13 +128,10 @@ export async function startLocalPlatform(
 /** The admin key kept in the data directory (mode 0600), created on first start. */
 async function adminKeyFromDataDir(dataDir: string, onCreated?: (key: string, file: string) => void) {
   const file = path.join(dataDir, 'admin-key');
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const key = `graft_admin_${randomBytes(24).toString('base64url')}`;
-  await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
-  onCreated?.(key, file);
-  return key;
+  const { value, created } = await readOrCreateSecretFile(
+    file,
+    () => `graft_admin_${randomBytes(24).toString('base64url')}`,
+  );
+  if (created) onCreated?.(value, file);
+  return value;
 }
