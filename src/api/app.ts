@@ -20,13 +20,21 @@ import {
   registerBackbone,
   resolveBackbone,
 } from '../core/backbones.js';
-import { formatFromContentType } from '../core/dataset-parse.js';
-import { ingestDataset, listDatasets, listRejectedUploads } from '../core/datasets.js';
+import { formatFromContentType, MAX_TEXT_LENGTH } from '../core/dataset-parse.js';
+import { type IngestResult, ingestDataset, listDatasets, listRejectedUploads } from '../core/datasets.js';
 import type { CoreDeps } from '../core/deps.js';
 import { embeddings } from '../core/embeddings.js';
 import { decodeBase64Image } from '../core/inputs.js';
 import { cancelJob, createJob, getJob, JobInputSchema, jobView, listJobs } from '../core/jobs.js';
-import { findCurrent, getCard, getModelFile, listCards, promote, rollback } from '../core/models.js';
+import {
+  findCurrent,
+  getCard,
+  getModelFile,
+  listCards,
+  metricsSummary,
+  promote,
+  rollback,
+} from '../core/models.js';
 import { type ModelCache, predict } from '../core/predict.js';
 import { getTask, listTasks, putTask, type Task, TaskInputSchema } from '../core/tasks.js';
 import { createUploadUrl, modelDownloadUrl, receiveUpload, verifyUploadToken } from '../core/transfers.js';
@@ -50,8 +58,6 @@ type Env = {
   /** `body`: the JSON body's text, when `hotLimit` read it. */
   Variables: { principal: Principal; uploadKey: string; body: string | undefined };
 };
-
-const MAX_TEXT_CHARS = 100_000;
 
 const PredictSchema = z
   .object({
@@ -137,6 +143,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       await next();
     };
   };
+  // Typed by what it uses, not as Context<Env>: a Context<Env> middleware would widen the routes' path params.
   const scope =
     (needed: Scope) =>
     async (
@@ -172,11 +179,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const task = taskParam(c);
     const format = formatFromContentType(c.req.header('content-type'));
     const body = new Uint8Array(await c.req.arrayBuffer());
-    const { dataset, existing, job } = await ingestDataset(deps, task, body, format);
-    return c.json(
-      { datasetId: dataset.id, rows: dataset.rows, existing, report: dataset.report, jobId: job?.id },
-      existing ? 200 : 201,
-    );
+    const { body: answer, status } = ingestedAnswer(await ingestDataset(deps, task, body, format));
+    return c.json(answer, status);
   });
   // Direct uploads, past the request size limit: a signed PUT into the task's drop zone (incoming/).
   app.post('/v1/tasks/:task/uploads', admin, limit(maxJsonBytes), async (c) => {
@@ -196,11 +200,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     async (c) => {
       const body = new Uint8Array(await c.req.arrayBuffer());
       const key = c.get('uploadKey');
-      const { dataset, existing, job } = await receiveUpload(deps, key, body);
-      return c.json(
-        { key, datasetId: dataset.id, rows: dataset.rows, existing, report: dataset.report, jobId: job?.id },
-        existing ? 200 : 201,
-      );
+      const { body: answer, status } = ingestedAnswer(await receiveUpload(deps, key, body));
+      return c.json({ key, ...answer }, status);
     },
   );
   app.get('/v1/tasks/:task/datasets', admin, async (c) => {
@@ -258,10 +259,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (typeof input === 'object' && 'image' in input)
         return decodeBase64Image(input.image, `inputs[${i}].image`);
       const text = typeof input === 'string' ? input : input.text;
-      if (text.length > MAX_TEXT_CHARS) {
+      if (text.length > MAX_TEXT_LENGTH) {
         throw new GraftError(
           'BAD_REQUEST',
-          `inputs[${i}] has ${text.length} characters; at most ${MAX_TEXT_CHARS}.`,
+          `inputs[${i}] has ${text.length} characters; at most ${MAX_TEXT_LENGTH}.`,
         );
       }
       return text;
@@ -301,7 +302,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       createdAt: card.createdAt,
       jobId: card.jobId,
       strategy: card.strategy,
-      metrics: pickSummary(card.metrics),
+      metrics: metricsSummary(card.metrics),
       promotion: card.promotion,
     }));
     return c.json({ current: current?.version ?? null, models });
@@ -343,6 +344,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
   return app;
 }
 
+/** The answer to a dataset upload: 201, or 200 when the same rows were uploaded before. */
+function ingestedAnswer({ dataset, existing, job }: IngestResult) {
+  return {
+    body: { datasetId: dataset.id, rows: dataset.rows, existing, report: dataset.report, jobId: job?.id },
+    status: existing ? (200 as const) : (201 as const),
+  };
+}
+
 function taskParam(c: { req: { param(name: 'task'): string } }): string {
   return checkName(c.req.param('task'), 'task name');
 }
@@ -358,16 +367,10 @@ async function taskView(deps: CoreDeps, task: Task) {
           version: current.version,
           promotedAt: current.promotedAt,
           reason: current.reason,
-          metrics: pickSummary(card?.metrics),
+          metrics: card ? metricsSummary(card.metrics) : undefined,
         }
       : null,
   };
-}
-
-function pickSummary(metrics: Record<string, unknown> | undefined) {
-  if (!metrics) return undefined;
-  const { accuracy, macroF1, logLoss, ece, n } = metrics;
-  return { accuracy, macroF1, logLoss, ece, validationRows: n };
 }
 
 /**

@@ -198,6 +198,24 @@ export interface StalenessOptions {
   staleAfterMs?: number;
 }
 
+/**
+ * Whether the job is running on a live worker (a heartbeat younger than `staleAfterMs` at `now`), other than the
+ * workers in `except`.
+ */
+export function heldByLiveWorker(
+  job: Job,
+  now: Date,
+  staleAfterMs: number,
+  except: readonly string[] = [],
+): boolean {
+  return (
+    job.status === 'running' &&
+    job.worker !== undefined &&
+    !except.includes(job.worker.id) &&
+    now.getTime() - Date.parse(job.worker.heartbeatAt) < staleAfterMs
+  );
+}
+
 /** What `failAbandonedJob` found, and did. */
 export type AbandonedJobOutcome =
   /** Marked failed with the abandonment's code. */
@@ -245,11 +263,8 @@ export async function failAbandonedJob(
     const { value } = await updateJob(deps, jobId, (job) => {
       if (isTerminal(job)) throw new LeftAlone({ outcome: 'ended', job });
       const now = deps.now?.() ?? new Date();
-      const alive =
-        job.worker !== undefined &&
-        !stoppedWorkers.includes(job.worker.id) &&
-        now.getTime() - Date.parse(job.worker.heartbeatAt) < staleAfterMs;
-      if (job.status === 'running' && alive) throw new LeftAlone({ outcome: 'held', job });
+      if (heldByLiveWorker(job, now, staleAfterMs, stoppedWorkers))
+        throw new LeftAlone({ outcome: 'held', job });
       return withEvent(
         { ...job, status: 'failed', worker: undefined, error: { code, message: reason(job) } },
         now.toISOString(),

@@ -50,6 +50,17 @@ export const CurrentSchema = z.object({
 });
 export type Current = z.infer<typeof CurrentSchema>;
 
+/** The headline figures of a model's metrics, as jobs and model listings show them. */
+export function metricsSummary({
+  accuracy,
+  macroF1,
+  logLoss,
+  ece,
+  n,
+}: Partial<Record<'accuracy' | 'macroF1' | 'logLoss' | 'ece' | 'n', unknown>>) {
+  return { accuracy, macroF1, logLoss, ece, validationRows: n };
+}
+
 export async function findCard(
   deps: CoreDeps,
   task: string,

@@ -15,6 +15,7 @@ import { type CoreDeps, nowIso } from './deps.js';
 import {
   DEFAULT_HEARTBEAT_MS,
   getJob,
+  heldByLiveWorker,
   isTerminal,
   type Job,
   type JobStage,
@@ -23,7 +24,14 @@ import {
   withEvent,
 } from './jobs.js';
 import { writeJson } from './json-objects.js';
-import { findCard, findCurrent, type ModelCard, type PromotionDecision, setCurrent } from './models.js';
+import {
+  findCard,
+  findCurrent,
+  type ModelCard,
+  metricsSummary,
+  type PromotionDecision,
+  setCurrent,
+} from './models.js';
 import { storageKeys } from './storage-keys.js';
 import { getTask, type PromotionPolicy, type Task } from './tasks.js';
 import { buildTrainingSet, type LabelledRows, type TrainingSet } from './training-set.js';
@@ -124,9 +132,8 @@ async function claim(deps: CoreDeps, jobId: string, workerId: string, staleAfter
   const { value } = await updateJob(deps, jobId, (job) => {
     if (isTerminal(job)) return job;
     const now = deps.now?.() ?? new Date();
-    if (job.status === 'running' && job.worker && job.worker.id !== workerId) {
-      const age = now.getTime() - Date.parse(job.worker.heartbeatAt);
-      if (age < staleAfterMs) throw new JobBusyError(`job ${jobId} is running on ${job.worker.id}`);
+    if (heldByLiveWorker(job, now, staleAfterMs, [workerId])) {
+      throw new JobBusyError(`job ${jobId} is running on ${job.worker?.id}`);
     }
     if (job.cancelRequested)
       return withEvent({ ...job, status: 'cancelled' }, now.toISOString(), 'cancelled');
@@ -311,7 +318,7 @@ async function pipeline(deps: CoreDeps, job: Job, reporter: JobReporter): Promis
       else reason = `not promoted: ${(err as Error).message}`;
     }
   }
-  return { promoted, reason, metrics: summary(trained.metrics) };
+  return { promoted, reason, metrics: metricsSummary(trained.metrics) };
 }
 
 // A linear head is dims x labels float32 weights, held several times over while training (weights, best copy,
@@ -327,11 +334,6 @@ function checkHeadSize(backbone: { dims: number; config: { name: string } }, lab
     `${labels} labels are too many for backbone "${backbone.config.name}" (${backbone.dims} features): its head would hold ${Math.round(bytes / 2 ** 20)} MiB of weights, at most ${MAX_HEAD_BYTES / 2 ** 20} MiB fit. Use at most ${maxLabels} labels (merge the rare ones), or a backbone with fewer features.`,
     { details: { labels, maxLabels } },
   );
-}
-
-function summary(metrics: Metrics) {
-  const { accuracy, macroF1, logLoss, ece, n } = metrics;
-  return { accuracy, macroF1, logLoss, ece, validationRows: n };
 }
 
 export interface ValidationEvaluation {
