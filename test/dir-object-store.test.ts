@@ -5,8 +5,8 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DirObjectStore } from '../src/adapters/local/dir-object-store.js';
-import { GraftError } from '../src/errors.js';
-import { tempDir } from './support/fixtures.js';
+import type { GraftError } from '../src/errors.js';
+import { rejection, tempDir } from './support/fixtures.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 const md5Etag = (content: string | Uint8Array) => `"${createHash('md5').update(content).digest('hex')}"`;
@@ -15,15 +15,6 @@ const text = (body: Uint8Array) => new TextDecoder().decode(body);
 async function newStore() {
   const root = path.join(await tempDir('graft-store-'), 'store');
   return { root, store: new DirObjectStore(root) };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GraftError> {
-  const err = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(err).toBeInstanceOf(GraftError);
-  return err as GraftError;
 }
 
 describe('DirObjectStore', () => {

@@ -13,8 +13,8 @@ import {
   REQUIRED_TEXT_BACKBONE_PATHS,
   readTextBackboneDir,
 } from '../src/engine/backbones/text.js';
-import { GraftError } from '../src/errors.js';
 import { OnnxSession } from '../src/runtime/onnx.js';
+import { rejection } from './support/fixtures.js';
 import { createTinyBertLayout } from './support/tiny-bert.js';
 
 const COMMIT = 'a'.repeat(40);
@@ -108,15 +108,6 @@ const listen = (server: http.Server) =>
 const close = (server: http.Server) =>
   new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
 
-async function failure(promise: Promise<unknown>): Promise<GraftError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GraftError);
-  return err as GraftError;
-}
-
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
   return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
@@ -208,7 +199,7 @@ describe('Hugging Face Hub download', () => {
   it('offline mode reads the cache only, and fails naming the missing files and how to fill the cache', async () => {
     const base = { repo: 'graft-test/tiny-bert', endpoint: fakeHub.endpoint, ...textLayout };
     // given an empty cache
-    const err = await failure(resolveHubFiles({ ...base, cacheDir, offline: true }));
+    const err = await rejection(resolveHubFiles({ ...base, cacheDir, offline: true }));
     expect(err.code).toBe('BACKBONE_NOT_FOUND');
     expect(err.message).toContain('onnx/model.onnx, tokenizer.json');
     expect(err.message).toContain('HF_HUB_OFFLINE');
@@ -226,10 +217,10 @@ describe('Hugging Face Hub download', () => {
 
   it('a gated repository needs a token: 401 without one, 403 with one that has no access', async () => {
     const base = { repo: 'graft-test/gated', endpoint: fakeHub.endpoint, cacheDir, ...textLayout };
-    const noToken = await failure(resolveHubFiles(base));
+    const noToken = await rejection(resolveHubFiles(base));
     expect(noToken.code).toBe('BACKBONE_NOT_FOUND');
     expect(noToken.message).toMatch(/gated repository.*HF_TOKEN/);
-    const wrongToken = await failure(resolveHubFiles({ ...base, token: 'hf_other' }));
+    const wrongToken = await rejection(resolveHubFiles({ ...base, token: 'hf_other' }));
     expect(wrongToken.message).toMatch(/gated repository and the token given has no access/);
     expect(await listFiles(cacheDir)).toEqual([]);
   });
@@ -252,14 +243,14 @@ describe('Hugging Face Hub download', () => {
 
   it('a missing repository, revision or file fails with BACKBONE_NOT_FOUND saying which', async () => {
     const base = { endpoint: fakeHub.endpoint, cacheDir, ...textLayout };
-    const repo = await failure(resolveHubFiles({ ...base, repo: 'graft-test/nope' }));
+    const repo = await rejection(resolveHubFiles({ ...base, repo: 'graft-test/nope' }));
     expect(repo.code).toBe('BACKBONE_NOT_FOUND');
     expect(repo.message).toMatch(/repository graft-test\/nope was not found.*HF_TOKEN/);
-    const revision = await failure(
+    const revision = await rejection(
       resolveHubFiles({ ...base, repo: 'graft-test/tiny-bert', revision: 'v9' }),
     );
     expect(revision.message).toContain('The revision "v9" does not exist');
-    const file = await failure(
+    const file = await rejection(
       resolveHubFiles({
         ...base,
         repo: 'graft-test/tiny-bert',
@@ -285,16 +276,16 @@ describe('Hugging Face Hub download', () => {
 
   it('a download that does not match the Hub checksum fails and leaves nothing in the cache', async () => {
     const base = { repo: 'graft-test/corrupt', endpoint: fakeHub.endpoint, cacheDir };
-    const lfs = await failure(resolveHubFiles({ ...base, files: ['onnx/model.onnx'] }));
+    const lfs = await rejection(resolveHubFiles({ ...base, files: ['onnx/model.onnx'] }));
     expect(lfs.code).toBe('STORAGE_UNAVAILABLE');
     expect(lfs.message).toMatch(/corrupted file \(\d+ bytes instead of \d+\)/);
-    const small = await failure(resolveHubFiles({ ...base, files: ['config.json'] }));
+    const small = await rejection(resolveHubFiles({ ...base, files: ['config.json'] }));
     expect(small.message).toMatch(/corrupted file \(\d+ bytes instead of \d+\)|git blob sha1/);
     expect(await listFiles(cacheDir)).toEqual([]);
   });
 
   it('an unavailable Hub fails with STORAGE_UNAVAILABLE; bad names fail before any request', async () => {
-    const down = await failure(
+    const down = await rejection(
       resolveHubFiles({
         repo: 'graft-test/down',
         endpoint: fakeHub.endpoint,
@@ -304,7 +295,7 @@ describe('Hugging Face Hub download', () => {
     );
     expect(down.code).toBe('STORAGE_UNAVAILABLE');
     expect(down.message).toContain('answered 503');
-    const unreachable = await failure(
+    const unreachable = await rejection(
       resolveHubFiles({
         repo: 'graft-test/tiny-bert',
         endpoint: 'http://127.0.0.1:9',
@@ -321,7 +312,7 @@ describe('Hugging Face Hub download', () => {
       { repo: 'org/name', files: ['../../secret'] },
       { repo: 'org/name', files: ['/abs'] },
     ]) {
-      const err = await failure(resolveHubFiles({ endpoint: fakeHub.endpoint, cacheDir, ...bad }));
+      const err = await rejection(resolveHubFiles({ endpoint: fakeHub.endpoint, cacheDir, ...bad }));
       expect(err.code).toBe('INVALID_OPTIONS');
     }
     expect(fakeHub.log).toEqual([]);

@@ -2,9 +2,8 @@ import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalJobQueue, type LocalJobQueueOptions } from '../src/adapters/local/local-job-queue.js';
-import { GraftError } from '../src/errors.js';
 import { JobMessageSchema, type ReceivedMessage } from '../src/ports/job-queue.js';
-import { tempDir } from './support/fixtures.js';
+import { rejection, tempDir } from './support/fixtures.js';
 
 const train = (jobId: string) => ({ type: 'train' as const, jobId });
 const jobIdOf = (message: ReceivedMessage) => JobMessageSchema.parse(JSON.parse(message.body)).jobId;
@@ -16,15 +15,6 @@ async function newQueue(options: Partial<LocalJobQueueOptions> = {}) {
   const make = (more: Partial<LocalJobQueueOptions> = {}) =>
     new LocalJobQueue({ dir, now: () => clock.now, ...options, ...more });
   return { dir, clock, queue: make(), make };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GraftError> {
-  const err = await promise.then(
-    () => undefined,
-    (reason: unknown) => reason,
-  );
-  expect(err).toBeInstanceOf(GraftError);
-  return err as GraftError;
 }
 
 describe('LocalJobQueue', () => {

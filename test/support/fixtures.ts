@@ -2,13 +2,24 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll } from 'vitest';
+import { afterAll, expect } from 'vitest';
+import { GraftError } from '../../src/errors.js';
 
 /** A temporary directory removed after the test file. */
 export async function tempDir(prefix = 'graft-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   afterAll(() => rm(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** The GraftError `promise` rejects with (the test fails when it resolves, or rejects with anything else). */
+export async function rejection(promise: Promise<unknown>): Promise<GraftError> {
+  const err = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(err).toBeInstanceOf(GraftError);
+  return err as GraftError;
 }
 
 const VOCAB: Record<string, string[]> = {
