@@ -2,7 +2,7 @@ import { handle } from 'hono/aws-lambda';
 import { createApp } from '../../api/app.js';
 import type { AwsConfig } from '../../config.js';
 import { ModelCache } from '../../core/predict.js';
-import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+import { type AwsClients, createAwsDeps } from './deps.js';
 import { S3SignedUrls } from './s3-signed-urls.js';
 
 /**
@@ -11,11 +11,8 @@ import { S3SignedUrls } from './s3-signed-urls.js';
  * limits. Models stay loaded across warm invocations; `current.json` is re-read at most every
  * `modelRefreshSeconds`, which bounds how long a newly promoted version takes to be served.
  */
-export function createApiHandler(
-  config: AwsConfig,
-  { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
-) {
-  const deps = createAwsDeps(config, { clients });
+export function createApiHandler(config: AwsConfig, options: { clients?: AwsClients } = {}) {
+  const deps = createAwsDeps(config, options);
   const app = createApp({
     ...deps,
     auth: { adminKeySha256: config.apiKeyHash },

@@ -4,7 +4,7 @@ import type { CoreDeps } from '../../core/deps.js';
 import { type AbandonedJobOutcome, failAbandonedJob, type Job, retryAdvice } from '../../core/jobs.js';
 import { toGraftError } from '../../errors.js';
 import { batchJobName } from './batch-launcher.js';
-import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+import { type AwsClients, createAwsDeps } from './deps.js';
 import { isRetryable } from './sqs-dispatcher.js';
 import { TRAINER_ENV, trainerWorkerId } from './trainer-contract.js';
 
@@ -171,8 +171,8 @@ function advice(detail: FailedJobDetail): string {
 /** The Batch events Lambda's handler: one EventBridge event in; throws only to have Lambda retry it. */
 export function createBatchEventsHandler(
   config: AwsConfig,
-  { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
+  options: { clients?: AwsClients } = {},
 ): (event: unknown) => Promise<BatchEventResult> {
-  const deps = createAwsDeps(config, { clients });
+  const deps = createAwsDeps(config, options);
   return (event) => handleBatchEvent(deps, event);
 }

@@ -2,14 +2,13 @@ import type { AwsConfig } from '../../config.js';
 import { MAX_DELIVERIES } from '../../core/delivery.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { failDeadLetteredJob } from '../../core/jobs.js';
-import { toGraftError } from '../../errors.js';
-import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+import { type AwsClients, createAwsDeps } from './deps.js';
 import {
   classifyQueueBody,
-  isRetryable,
   type SqsBatchResponse,
   type SqsEvent,
   type SqsRecord,
+  settleSqsBatch,
 } from './sqs-dispatcher.js';
 
 export interface DeadLetterOptions {
@@ -25,27 +24,15 @@ export interface DeadLetterOptions {
  * failed in a way worth retrying, are reported as batch item failures and come back after the queue's visibility
  * timeout.
  */
-export async function handleDeadLetters(
+export function handleDeadLetters(
   deps: CoreDeps,
   event: SqsEvent,
   options: DeadLetterOptions = {},
 ): Promise<SqsBatchResponse> {
-  const results = await Promise.all(
-    event.Records.map(async (record) => {
-      try {
-        return (await handleRecord(deps, record, options)) ? undefined : { itemIdentifier: record.messageId };
-      } catch (err) {
-        const error = toGraftError(err);
-        const retry = isRetryable(error);
-        deps.log[retry ? 'warn' : 'error'](
-          retry ? 'dead letter not handled; it will be retried' : 'dead letter dropped',
-          { messageId: record.messageId, code: error.code, message: error.message },
-        );
-        return retry ? { itemIdentifier: record.messageId } : undefined;
-      }
-    }),
-  );
-  return { batchItemFailures: results.filter((failure) => failure !== undefined) };
+  return settleSqsBatch(deps.log, event, (record) => handleRecord(deps, record, options), {
+    retried: 'dead letter not handled; it will be retried',
+    dropped: 'dead letter dropped',
+  });
 }
 
 /** Returns false when the record should come back later. */
@@ -97,8 +84,8 @@ async function handleRecord(deps: CoreDeps, record: SqsRecord, options: DeadLett
 /** The dead-letter Lambda's handler: an SQS batch of the dead-letter queue in, the records to retry out. */
 export function createDeadLetterHandler(
   config: AwsConfig,
-  { clients = createAwsClients(config) }: { clients?: AwsClients } = {},
+  options: { clients?: AwsClients } = {},
 ): (event: SqsEvent) => Promise<SqsBatchResponse> {
-  const deps = createAwsDeps(config, { clients });
+  const deps = createAwsDeps(config, options);
   return (event) => handleDeadLetters(deps, event);
 }

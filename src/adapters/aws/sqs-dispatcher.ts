@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ingestIncoming, parseIncomingKey } from '../../core/datasets.js';
 import type { CoreDeps } from '../../core/deps.js';
 import { findJob, isTerminal } from '../../core/jobs.js';
+import type { Logger } from '../../core/logger.js';
 import { GraftError, toGraftError } from '../../errors.js';
 import type { JobLauncher } from '../../ports/job-launcher.js';
 import { JobMessageSchema } from '../../ports/job-queue.js';
@@ -88,16 +89,37 @@ export interface DispatcherDeps extends CoreDeps {
  * failures. A record that can never succeed (a malformed file, an unknown task) is logged and dropped rather
  * than sent three times to the dead-letter queue. What does reach that queue is handled by `handleDeadLetters`.
  */
-export async function dispatchSqsBatch(deps: DispatcherDeps, event: SqsEvent): Promise<SqsBatchResponse> {
+export function dispatchSqsBatch(deps: DispatcherDeps, event: SqsEvent): Promise<SqsBatchResponse> {
+  return settleSqsBatch(
+    deps.log,
+    event,
+    async (record) => {
+      await dispatchRecord(deps, record);
+      return true;
+    },
+    { retried: 'record failed; it will be retried', dropped: 'record dropped' },
+  );
+}
+
+/**
+ * Lambda's partial batch response for an SQS batch whose records are handled at once: a record comes back later
+ * (a batch item failure) when `handle` returns false (not settled yet) or fails in a way worth retrying
+ * (`isRetryable`); any other failure is logged with `messages.dropped` and the record is deleted.
+ */
+export async function settleSqsBatch(
+  log: Logger,
+  event: SqsEvent,
+  handle: (record: SqsRecord) => Promise<boolean>,
+  messages: { retried: string; dropped: string },
+): Promise<SqsBatchResponse> {
   const results = await Promise.all(
     event.Records.map(async (record) => {
       try {
-        await dispatchRecord(deps, record);
-        return undefined;
+        return (await handle(record)) ? undefined : { itemIdentifier: record.messageId };
       } catch (err) {
         const error = toGraftError(err);
         const retry = isRetryable(error);
-        deps.log[retry ? 'warn' : 'error'](retry ? 'record failed; it will be retried' : 'record dropped', {
+        log[retry ? 'warn' : 'error'](retry ? messages.retried : messages.dropped, {
           messageId: record.messageId,
           receiveCount: record.attributes?.ApproximateReceiveCount,
           code: error.code,
