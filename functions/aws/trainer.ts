@@ -1,6 +1,7 @@
 // The AWS Batch trainer's main: runs one job (GRAFT_JOB_ID) with the same worker as local mode, then exits
 // 0 (done), 1 (retry the attempt) or 2 (the job failed for good; its record says why).
-import { runTrainer, TRAINER_EXIT, trainerInputFromEnv } from '../../src/adapters/aws/trainer.js';
+import { runTrainer, trainerInputFromEnv } from '../../src/adapters/aws/trainer.js';
+import { TRAINER_EXIT } from '../../src/adapters/aws/trainer-contract.js';
 import { loadAwsConfig } from '../../src/config.js';
 
 let code: number;

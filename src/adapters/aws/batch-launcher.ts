@@ -1,17 +1,15 @@
 import { createHash } from 'node:crypto';
 import { type BatchClient, SubmitJobCommand } from '@aws-sdk/client-batch';
-import { ENV } from '../../config.js';
 import { GraftError } from '../../errors.js';
 import type { JobLauncher } from '../../ports/job-launcher.js';
 import { describeAwsFailure } from './aws-errors.js';
+import { TRAINER_ENV } from './trainer-contract.js';
 
 export interface BatchJobLauncherOptions {
   /** Job queue name or ARN. */
   jobQueue: string;
   /** Job definition name (its latest active revision) or ARN. */
   jobDefinition: string;
-  /** Env var the trainer reads the job id from. @default ENV.jobId ('GRAFT_JOB_ID') */
-  jobIdEnv?: string;
 }
 
 const NAME_PREFIX = 'graft-';
@@ -36,16 +34,11 @@ export class BatchJobLauncher implements JobLauncher {
   readonly #client: BatchClient;
   readonly #jobQueue: string;
   readonly #jobDefinition: string;
-  readonly #jobIdEnv: string;
 
-  constructor(
-    client: BatchClient,
-    { jobQueue, jobDefinition, jobIdEnv = ENV.jobId }: BatchJobLauncherOptions,
-  ) {
+  constructor(client: BatchClient, { jobQueue, jobDefinition }: BatchJobLauncherOptions) {
     this.#client = client;
     this.#jobQueue = jobQueue;
     this.#jobDefinition = jobDefinition;
-    this.#jobIdEnv = jobIdEnv;
   }
 
   async launch(jobId: string): Promise<void> {
@@ -62,7 +55,7 @@ export class BatchJobLauncher implements JobLauncher {
           jobQueue: this.#jobQueue,
           jobDefinition: this.#jobDefinition,
           parameters: { jobId },
-          containerOverrides: { environment: [{ name: this.#jobIdEnv, value: jobId }] },
+          containerOverrides: { environment: [{ name: TRAINER_ENV.jobId, value: jobId }] },
         }),
       );
       return { batchJobId: out.jobId ?? '', jobName };

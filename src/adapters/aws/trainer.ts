@@ -3,10 +3,8 @@ import { JobBusyError, runJob } from '../../core/worker.js';
 import { GraftError, toGraftError } from '../../errors.js';
 import { checkName } from '../../names.js';
 import { availableExecutionProviders } from '../../runtime/onnx.js';
-import { type AwsClients, createAwsClients, createAwsDeps } from './deps.js';
+import { type AwsClients, createAwsDeps } from './deps.js';
 import { TRAINER_ENV, TRAINER_EXIT, trainerWorkerId } from './trainer-contract.js';
-
-export { TRAINER_ENV, TRAINER_EXIT };
 
 export interface TrainerInput {
   jobId: string;
@@ -51,7 +49,7 @@ export interface TrainerOptions {
 export async function runTrainer(
   config: AwsConfig,
   { jobId, batchJobId, attempt, maxAttempts }: TrainerInput,
-  { clients = createAwsClients(config), heartbeatMs = 5_000 }: TrainerOptions = {},
+  { clients, heartbeatMs = 5_000 }: TrainerOptions = {},
 ): Promise<number> {
   // CUDA in the GPU container (backbone features, parity checks), CPU elsewhere.
   const deps = {
