@@ -27,44 +27,41 @@ export class Alarms extends Construct {
 
   constructor(scope: Construct, id: string, props: AlarmsProps) {
     super(scope, id);
+    // Each alarm fires on the sum over 5 minutes reaching its threshold; no data is no trouble.
+    const sumAlarm = (id: string, alarmDescription: string, metric: cloudwatch.IMetric, threshold: number) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    const every5Minutes = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
     // The dead-letter handler consumes the queue within seconds, so what is counted is messages received from it:
     // every dead letter (and every retry of one the handler could not settle yet) raises the alarm.
-    this.deadLetters = new cloudwatch.Alarm(this, 'DeadLetters', {
-      alarmDescription:
-        'A queue message failed 3 deliveries and was dead-lettered. The dead-letter handler marked its job failed ' +
+    this.deadLetters = sumAlarm(
+      'DeadLetters',
+      'A queue message failed 3 deliveries and was dead-lettered. The dead-letter handler marked its job failed ' +
         '(DELIVERIES_EXHAUSTED, the reason is on the job) or, for an incoming file, logged its key: look at the ' +
         'dead-letter handler, dispatcher and trainer logs, fix the cause, then retry the job or copy the file again.',
-      metric: props.deadLetterQueue.metricNumberOfMessagesReceived({
-        period: Duration.minutes(5),
-        statistic: cloudwatch.Stats.SUM,
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+      props.deadLetterQueue.metricNumberOfMessagesReceived(every5Minutes),
+      1,
+    );
     // Lambda retries a failed event twice, then drops it: any error may mean a job left `running`.
-    this.batchEventErrors = new cloudwatch.Alarm(this, 'BatchEventErrors', {
-      alarmDescription:
-        'The Batch events function could not record that AWS Batch stopped a trainer (S3 unavailable?): its job ' +
+    this.batchEventErrors = sumAlarm(
+      'BatchEventErrors',
+      'The Batch events function could not record that AWS Batch stopped a trainer (S3 unavailable?): its job ' +
         'may stay running. Its log names the job; fix the cause, then train the job again.',
-      metric: props.batchEventsHandler.metricErrors({
-        period: Duration.minutes(5),
-        statistic: cloudwatch.Stats.SUM,
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.apiErrors = new cloudwatch.Alarm(this, 'ApiErrors', {
-      alarmDescription: 'The API function failed (uncaught errors or timeouts): look at its logs.',
-      metric: props.api.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
-      threshold: props.apiErrorThreshold ?? 5,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+      props.batchEventsHandler.metricErrors(every5Minutes),
+      1,
+    );
+    this.apiErrors = sumAlarm(
+      'ApiErrors',
+      'The API function failed (uncaught errors or timeouts): look at its logs.',
+      props.api.metricErrors(every5Minutes),
+      props.apiErrorThreshold ?? 5,
+    );
     if (props.alarmEmail) {
       this.topic = new sns.Topic(this, 'Topic', { enforceSSL: true, displayName: 'Graft alarms' });
       this.topic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));

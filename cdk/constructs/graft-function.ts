@@ -6,9 +6,19 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { ENV } from '../../src/config.js';
 
 /** The repository root: entries, package.json and package-lock.json are found from here. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/**
+ * The variables every Graft process in AWS reads its configuration from (AwsConfig): the bucket, the job queue
+ * and the log level. A process that never sends to or reads from the job queue gets its URL too: the
+ * configuration requires it.
+ */
+export function awsConfigEnvironment(bucketName: string, queueUrl: string): Record<string, string> {
+  return { [ENV.bucket]: bucketName, [ENV.queueUrl]: queueUrl, [ENV.logLevel]: 'info' };
+}
 
 /** Lambda architecture name -> the `process.arch` whose onnxruntime-node binaries the asset keeps. */
 const ONNX_ARCH: Record<string, string> = { arm64: 'arm64', x86_64: 'x64' };

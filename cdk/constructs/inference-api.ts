@@ -4,7 +4,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../src/config.js';
 import type { ArtifactStore } from './artifact-store.js';
-import { GraftFunction } from './graft-function.js';
+import { awsConfigEnvironment, GraftFunction } from './graft-function.js';
 
 export interface InferenceApiProps {
   readonly store: ArtifactStore;
@@ -62,11 +62,9 @@ export class InferenceApi extends Construct {
     }
 
     const environment: Record<string, string> = {
-      [ENV.bucket]: store.bucket.bucketName,
-      [ENV.queueUrl]: queue.queueUrl,
+      ...awsConfigEnvironment(store.bucket.bucketName, queue.queueUrl),
       [ENV.modelRefreshSeconds]: String(modelRefreshSeconds),
       [ENV.maxUploadBytes]: String(maxUploadBytes),
-      [ENV.logLevel]: 'info',
     };
     if (props.adminKeySha256) environment[ENV.apiKeyHash] = props.adminKeySha256;
 

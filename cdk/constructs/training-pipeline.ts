@@ -15,12 +15,10 @@ import { TRAINER_ENV, TRAINER_EXIT } from '../../src/adapters/aws/trainer-contra
 import { ENV } from '../../src/config.js';
 import { MAX_DELIVERIES } from '../../src/core/delivery.js';
 import type { ArtifactStore } from './artifact-store.js';
-import { GraftFunction, PROJECT_ROOT } from './graft-function.js';
+import { awsConfigEnvironment, GraftFunction, PROJECT_ROOT } from './graft-function.js';
 
 /** How many times Batch starts the trainer for one job (first run included). */
 export const TRAINER_ATTEMPTS = 3;
-
-const exitCode = (code: number) => String(code);
 
 /** The Docker build context is the repository, minus everything the trainer image does not need. */
 const TRAINER_CONTEXT_ALLOW = [
@@ -116,6 +114,8 @@ export class TrainingPipeline extends Construct {
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: MAX_DELIVERIES },
     });
 
+    const environment = awsConfigEnvironment(store.bucket.bucketName, this.queue.queueUrl);
+
     const vpc = props.vpc ?? this.#createVpc();
     this.computeEnvironment = gpu
       ? new batch.ManagedEc2EcsComputeEnvironment(this, 'GpuComputeEnvironment', {
@@ -171,12 +171,7 @@ export class TrainingPipeline extends Construct {
       memory: trainerMemory,
       jobRole: this.jobRole,
       logging: ecs.LogDriver.awsLogs({ streamPrefix: 'trainer', logGroup: trainerLogs }),
-      environment: {
-        [ENV.bucket]: store.bucket.bucketName,
-        [ENV.queueUrl]: this.queue.queueUrl,
-        [ENV.logLevel]: 'info',
-        [TRAINER_ENV.maxAttempts]: String(TRAINER_ATTEMPTS),
-      },
+      environment: { ...environment, [TRAINER_ENV.maxAttempts]: String(TRAINER_ATTEMPTS) },
     };
     const container = gpu
       ? new batch.EcsEc2ContainerDefinition(this, 'TrainerContainer', { ...containerProps, gpu: 1 })
@@ -201,7 +196,7 @@ export class TrainingPipeline extends Construct {
         batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
         batch.RetryStrategy.of(
           batch.Action.RETRY,
-          batch.Reason.custom({ onExitCode: exitCode(TRAINER_EXIT.retry) }),
+          batch.Reason.custom({ onExitCode: String(TRAINER_EXIT.retry) }),
         ),
         batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: '*' })),
       ],
@@ -216,11 +211,9 @@ export class TrainingPipeline extends Construct {
       timeout: dispatcherTimeout,
       onnxRuntime: false,
       environment: {
-        [ENV.bucket]: store.bucket.bucketName,
-        [ENV.queueUrl]: this.queue.queueUrl,
+        ...environment,
         [ENV.batchJobQueue]: this.jobQueue.jobQueueArn,
         [ENV.batchJobDefinition]: this.jobDefinition.jobDefinitionArn,
-        [ENV.logLevel]: 'info',
       },
     });
     this.dispatcher = dispatcher.function;
@@ -239,12 +232,7 @@ export class TrainingPipeline extends Construct {
       memorySize: 256,
       timeout: deadLetterTimeout,
       onnxRuntime: false,
-      environment: {
-        [ENV.bucket]: store.bucket.bucketName,
-        // Required by the AWS configuration; this function never sends to or reads from the job queue.
-        [ENV.queueUrl]: this.queue.queueUrl,
-        [ENV.logLevel]: 'info',
-      },
+      environment,
     });
     this.deadLetterHandler = deadLetters.function;
     deadLetters.function.addEventSource(
@@ -262,12 +250,7 @@ export class TrainingPipeline extends Construct {
       memorySize: 256,
       timeout: Duration.seconds(30),
       onnxRuntime: false,
-      environment: {
-        [ENV.bucket]: store.bucket.bucketName,
-        // Required by the AWS configuration; this function never sends to or reads from the job queue.
-        [ENV.queueUrl]: this.queue.queueUrl,
-        [ENV.logLevel]: 'info',
-      },
+      environment,
     });
     this.batchEventsHandler = batchEvents.function;
     store.grantJobRecords(batchEvents.function);
