@@ -11,12 +11,12 @@ let aws: LocalAws;
 let client: S3Client;
 let bucketCount = 0;
 
-/** A fresh bucket per test, so tests do not see each other's keys. */
-async function freshStore(options: ConstructorParameters<typeof S3ObjectStore>[2] = {}) {
+/** A fresh bucket per test, so tests do not see each other's keys; `on` is the client the store uses. */
+async function freshStore(options: ConstructorParameters<typeof S3ObjectStore>[2] = {}, on = client) {
   bucketCount += 1;
   const bucket = `graft-test-${bucketCount}`;
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return new S3ObjectStore(client, bucket, options);
+  await on.send(new CreateBucketCommand({ Bucket: bucket }));
+  return new S3ObjectStore(on, bucket, options);
 }
 
 /** Counts the SDK commands a client sends (to prove pagination and multipart really happened). */
@@ -92,16 +92,15 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
     // given
     const counting = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials }).s3;
     const commands = countCommands(counting);
-    bucketCount += 1;
-    const bucket = `graft-test-${bucketCount}`;
-    await counting.send(new CreateBucketCommand({ Bucket: bucket }));
-    const store = new S3ObjectStore(counting, bucket, { prefix: 'graft/' });
+    const store = await freshStore({ prefix: 'graft/' }, counting);
     const keys = Array.from({ length: 1050 }, (_, i) => `jobs/job-${String(i).padStart(5, '0')}.json`);
     for (let i = 0; i < keys.length; i += 50) {
       await Promise.all(keys.slice(i, i + 50).map((key) => store.put(key, '{}')));
     }
     await store.put('tasks/other/task.json', '{}');
-    await counting.send(new PutObjectCommand({ Bucket: bucket, Key: 'outside-the-prefix.json', Body: '{}' }));
+    await counting.send(
+      new PutObjectCommand({ Bucket: store.bucket, Key: 'outside-the-prefix.json', Body: '{}' }),
+    );
     // when
     const listed = await store.list('jobs/');
     // then
@@ -115,13 +114,10 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
     // given
     const counting = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials }).s3;
     const commands = countCommands(counting);
-    bucketCount += 1;
-    const bucket = `graft-test-${bucketCount}`;
-    await counting.send(new CreateBucketCommand({ Bucket: bucket }));
-    const store = new S3ObjectStore(counting, bucket, {
-      multipartThresholdBytes: MIN_PART_BYTES,
-      partBytes: MIN_PART_BYTES,
-    });
+    const store = await freshStore(
+      { multipartThresholdBytes: MIN_PART_BYTES, partBytes: MIN_PART_BYTES },
+      counting,
+    );
     const body = bytes(2 * MIN_PART_BYTES + 12345, 7);
     // when
     const { etag } = await store.put('tasks/a/datasets/ds-1/data.jsonl', body);
@@ -140,13 +136,10 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
     // given
     const counting = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials }).s3;
     const commands = countCommands(counting);
-    bucketCount += 1;
-    const bucket = `graft-test-${bucketCount}`;
-    await counting.send(new CreateBucketCommand({ Bucket: bucket }));
-    const store = new S3ObjectStore(counting, bucket, {
-      multipartThresholdBytes: MIN_PART_BYTES,
-      partBytes: MIN_PART_BYTES,
-    });
+    const store = await freshStore(
+      { multipartThresholdBytes: MIN_PART_BYTES, partBytes: MIN_PART_BYTES },
+      counting,
+    );
     const whole = bytes(MIN_PART_BYTES + 300_000, 3);
     const pieces = Array.from({ length: Math.ceil(whole.length / 65_536) }, (_, i) =>
       Buffer.from(whole.subarray(i * 65_536, (i + 1) * 65_536)),
@@ -186,14 +179,10 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
       },
       { step: 'initialize', name: 'fail-part-2' },
     );
-    bucketCount += 1;
-    const bucket = `graft-test-${bucketCount}`;
-    await failing.send(new CreateBucketCommand({ Bucket: bucket }));
-    const store = new S3ObjectStore(failing, bucket, {
-      multipartThresholdBytes: MIN_PART_BYTES,
-      partBytes: MIN_PART_BYTES,
-      partConcurrency: 1,
-    });
+    const store = await freshStore(
+      { multipartThresholdBytes: MIN_PART_BYTES, partBytes: MIN_PART_BYTES, partConcurrency: 1 },
+      failing,
+    );
     // when
     const outcome = await code(store.put('tasks/a/models/v2/model.onnx', bytes(3 * MIN_PART_BYTES)));
     // then
@@ -308,10 +297,7 @@ describe('S3ObjectStore against a real S3 protocol server', () => {
     it('signs a PUT URL without a baked-in checksum that a plain HTTP client can use', async () => {
       // given
       const clients = createAwsClients({ endpoint: aws.endpoint }, { credentials: aws.credentials });
-      bucketCount += 1;
-      const bucket = `graft-test-${bucketCount}`;
-      await clients.s3.send(new CreateBucketCommand({ Bucket: bucket }));
-      const store = new S3ObjectStore(clients.s3, bucket, { presignClient: clients.s3Presign });
+      const store = await freshStore({ presignClient: clients.s3Presign }, clients.s3);
       // when
       const signed = await store.presignUpload('tasks/a/incoming/big.jsonl', 900, {
         contentType: 'application/x-ndjson',
