@@ -37,7 +37,7 @@ export async function loadTextDataset(sharedDir: string, name: string): Promise<
     return { inputs, labels, classes: [...new Set(labels)], kind: 'text' };
   };
   const [train, test] = await Promise.all([read('train'), read('test')]);
-  return { name, train: { ...train }, test: { ...test, classes: train.classes } };
+  return { name, train, test: { ...test, classes: train.classes } };
 }
 
 /**

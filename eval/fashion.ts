@@ -6,9 +6,17 @@ import path from 'node:path';
 import { shuffleWeights } from '../src/engine/onnx-graph.js';
 import type { Strategy } from './args.js';
 import type { ApiClient } from './client.js';
+import type { DatasetSplits } from './datasets.js';
 import { chosen, pct, seconds, shotsLabel, table } from './format.js';
 import { formatReferenceAccuracy, REFERENCES } from './references.js';
-import { type Aggregate, aggregate, type DatasetContext, type Runner, type RunSpec } from './runner.js';
+import {
+  type Aggregate,
+  aggregate,
+  mostAccurate,
+  type Runner,
+  type RunSpec,
+  withoutConfusion,
+} from './runner.js';
 import { deriveSeed } from './sample.js';
 import { type CurveSeries, confusionPanel, figureSvg, learningCurvePanel, type Panel } from './svg.js';
 import { type DatasetPlan, dedupe, drawsFor, type PlanOptions } from './text.js';
@@ -72,7 +80,7 @@ export async function registerFashionBackbones(
   }
 }
 
-export function planFashion(data: DatasetContext, o: PlanOptions & { seed: number }): DatasetPlan {
+export function planFashion(data: DatasetSplits, o: PlanOptions & { seed: number }): DatasetPlan {
   const dataset = data.name;
   const grid: Strategy = o.strategy ?? 'logistic';
   const sizes: (number | 'all')[] =
@@ -172,7 +180,7 @@ export function planFashion(data: DatasetContext, o: PlanOptions & { seed: numbe
         grid: measured.map((m) => ({
           shots: m.shots,
           draws: m.draws,
-          ...Object.fromEntries(kinds.map((k) => [k, strip(m.byKind[k])])),
+          ...Object.fromEntries(kinds.map((k) => [k, withoutConfusion(m.byKind[k])])),
         })),
         references: REFERENCES[dataset] ?? [],
       };
@@ -197,16 +205,7 @@ export function planFashion(data: DatasetContext, o: PlanOptions & { seed: numbe
 
       if (autoSize !== undefined && Object.keys(autoRuns).length > 0) {
         const cell = measured.find((m) => m.shots === autoSize);
-        const three = (['features', 'pixels', 'both'] as const).filter(
-          (k) => (cell?.byKind[k].succeeded ?? 0) > 0,
-        );
-        const best = three.reduce<Kind | undefined>(
-          (a, k) =>
-            a === undefined || (cell?.byKind[k].accuracy.mean ?? -1) > (cell?.byKind[a].accuracy.mean ?? -1)
-              ? k
-              : a,
-          undefined,
-        );
+        const best = mostAccurate(['features', 'pixels', 'both'] as const, (k) => cell?.byKind[k]);
         const autos = Object.fromEntries(
           Object.entries(autoRuns).map(([k, list]) => [k, get(list ?? [])]),
         ) as Partial<Record<Kind, Aggregate>>;
@@ -239,7 +238,7 @@ export function planFashion(data: DatasetContext, o: PlanOptions & { seed: numbe
           json.auto = {
             shots: autoSize,
             bestOfThree: { backbone: best, accuracy: bestAcc },
-            auto: Object.fromEntries(Object.entries(autos).map(([k, a]) => [k, a && strip(a)])),
+            auto: Object.fromEntries(Object.entries(autos).map(([k, a]) => [k, a && withoutConfusion(a)])),
             gapPoints: gap,
             withinOnePoint: gap <= 1,
           };
@@ -269,12 +268,12 @@ export function planFashion(data: DatasetContext, o: PlanOptions & { seed: numbe
           ),
         );
         for (const r of rows) for (const e of r.on.errors) lines.push(`  augmented error: ${e}`);
-        const settings = a0(augmentation, runner);
+        const settings = augmentSettings(augmentation, runner);
         if (settings) lines.push(`augment settings (from the task): ${JSON.stringify(settings)}`);
         json.augmentation = rows.map((r) => ({
           shots: r.shots,
-          without: strip(r.off),
-          with: strip(r.on),
+          without: withoutConfusion(r.off),
+          with: withoutConfusion(r.on),
           differencePoints: r.diff,
           settings,
         }));
@@ -337,7 +336,7 @@ export function planFashion(data: DatasetContext, o: PlanOptions & { seed: numbe
 }
 
 /** The augmentation settings the platform applied (read back from the first augmented task). */
-function a0(augmentation: { with: RunSpec[] }[], runner: Runner): unknown {
+function augmentSettings(augmentation: { with: RunSpec[] }[], runner: Runner): unknown {
   for (const a of augmentation) {
     for (const s of a.with) {
       const settings = runner.find(s)?.card?.augment;
@@ -345,10 +344,4 @@ function a0(augmentation: { with: RunSpec[] }[], runner: Runner): unknown {
     }
   }
   return undefined;
-}
-
-/** An aggregate without its confusion matrix (kept once per dataset in results.json). */
-function strip(agg: Aggregate) {
-  const { confusion: _c, labels: _l, ...rest } = agg;
-  return rest;
 }

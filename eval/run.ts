@@ -164,10 +164,7 @@ async function main(): Promise<number> {
     }
     const plans: { plan: DatasetPlan; data: DatasetSplits }[] = loaded.map((data) => ({
       data,
-      plan:
-        data.name === 'fashion-mnist'
-          ? planFashion(data, { ...options, seed: options.seed })
-          : planText(data, options),
+      plan: data.name === 'fashion-mnist' ? planFashion(data, options) : planText(data, options),
     }));
     const total = plans.reduce((sum, p) => sum + p.plan.specs.length, 0);
     out(

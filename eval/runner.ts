@@ -3,7 +3,7 @@
 
 import type { Strategy } from './args.js';
 import { type ApiClient, ApiError, type JobView } from './client.js';
-import { labelDescriptions, pick, type Rows, toJsonl } from './datasets.js';
+import { type DatasetSplits, labelDescriptions, pick, type Rows, toJsonl } from './datasets.js';
 import { meanAndSd, type Scores, scorePredictions, sumConfusion } from './metrics.js';
 import { deriveSeed, stratifiedSample } from './sample.js';
 
@@ -64,12 +64,6 @@ function warn(record: RunRecord, message: string) {
   record.warnings = [...(record.warnings ?? []), message];
 }
 
-export interface DatasetContext {
-  name: string;
-  train: Rows;
-  test: Rows;
-}
-
 export interface RunnerOptions {
   /** Base seed of every subsample. */
   seed: number;
@@ -111,7 +105,7 @@ export class Runner {
     return this.records.get(specKey(spec));
   }
 
-  async run(spec: RunSpec, data: DatasetContext): Promise<RunRecord> {
+  async run(spec: RunSpec, data: DatasetSplits): Promise<RunRecord> {
     const key = specKey(spec);
     const done = this.records.get(key);
     if (done) return done;
@@ -149,7 +143,7 @@ export class Runner {
     return record;
   }
 
-  private async execute(record: RunRecord, train: Rows, data: DatasetContext) {
+  private async execute(record: RunRecord, train: Rows, data: DatasetSplits) {
     const { spec, task } = record;
     const { api } = this;
     const present = [...new Set(train.labels)];
@@ -288,14 +282,32 @@ export interface Aggregate {
   tasks: string[];
 }
 
+/** An aggregate without its confusion matrix and labels (kept once per dataset in results.json). */
+export function withoutConfusion<T extends Aggregate>({
+  confusion: _c,
+  labels: _l,
+  ...rest
+}: T): Omit<T, 'confusion' | 'labels'> {
+  return rest;
+}
+
+/** Of `keys`, the one whose runs reached the highest mean accuracy (the first on ties); none if none succeeded. */
+export function mostAccurate<K>(keys: readonly K[], of: (key: K) => Aggregate | undefined): K | undefined {
+  let best: { key: K; mean: number } | undefined;
+  for (const key of keys) {
+    const agg = of(key);
+    if (!agg || agg.succeeded === 0) continue;
+    if (!best || agg.accuracy.mean > best.mean) best = { key, mean: agg.accuracy.mean };
+  }
+  return best?.key;
+}
+
 export function aggregate(records: readonly RunRecord[]): Aggregate {
   const ok = records.filter((r) => r.status === 'succeeded');
   const chosen: Record<string, number> = {};
   for (const r of ok) if (r.chosenStrategy) chosen[r.chosenStrategy] = (chosen[r.chosenStrategy] ?? 0) + 1;
-  const pct = (values: (number | undefined)[]) => {
-    const { mean, sd } = meanAndSd(values.filter((v): v is number => v !== undefined).map((v) => v * 100));
-    return { mean, sd };
-  };
+  const pct = (values: (number | undefined)[]) =>
+    meanAndSd(values.filter((v): v is number => v !== undefined).map((v) => v * 100));
   const withConfusion = ok.filter((r) => r.confusion);
   const sameShape = withConfusion.every((r) => r.labels?.join('\n') === withConfusion[0]?.labels?.join('\n'));
   return {

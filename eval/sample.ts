@@ -1,5 +1,6 @@
 // Seeded subsampling for the evaluation: the same (dataset, size, draw) always gives the same rows, whichever
-// backbone or strategy is trained on them, so comparisons are paired.
+// backbone or strategy is trained on them, so comparisons are paired. Deliberately not src/engine/rng.ts (the same
+// mulberry32 today): the rows of a draw must not move when the engine under measurement changes.
 
 /** A seeded generator of floats in [0, 1) (mulberry32). */
 export function seededRandom(seed: number): () => number {

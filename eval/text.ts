@@ -1,6 +1,7 @@
 // The text datasets: the main figure (all rows, or --shots per class), the few-shot comparison of every strategy on
 // the same examples (trec and banking77), and a learning curve.
 import { STRATEGIES, type Strategy } from './args.js';
+import type { DatasetSplits } from './datasets.js';
 import { chosen, pct, seconds, shotsLabel, table } from './format.js';
 import {
   formatReferenceAccuracy,
@@ -12,10 +13,11 @@ import {
 import {
   type Aggregate,
   aggregate,
-  type DatasetContext,
+  mostAccurate,
   type Runner,
   type RunSpec,
   specKey,
+  withoutConfusion,
 } from './runner.js';
 import { countLabels } from './sample.js';
 import { type CurveSeries, confusionPanel, figureSvg, learningCurvePanel, type Panel } from './svg.js';
@@ -51,7 +53,7 @@ function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i);
 }
 
-export function planText(data: DatasetContext, o: PlanOptions): DatasetPlan {
+export function planText(data: DatasetSplits, o: PlanOptions): DatasetPlan {
   const dataset = data.name;
   const mainStrategy: Strategy = o.strategy ?? 'auto';
   const mainShots: number | 'all' = o.shots ?? 'all';
@@ -166,13 +168,9 @@ export function planText(data: DatasetContext, o: PlanOptions): DatasetPlan {
           byStrategy[strategy] = agg;
           rows.push([strategy, pct(agg), pct(agg, 'macroF1'), chosen(agg), seconds(agg.jobMs.card)]);
         }
-        const fixed = STRATEGIES.filter((s) => s !== 'auto' && (byStrategy[s]?.succeeded ?? 0) > 0);
-        const best = fixed.reduce<Strategy | undefined>(
-          (a, s) =>
-            a === undefined || (byStrategy[s]?.accuracy.mean ?? -1) > (byStrategy[a]?.accuracy.mean ?? -1)
-              ? s
-              : a,
-          undefined,
+        const best = mostAccurate(
+          STRATEGIES.filter((s) => s !== 'auto'),
+          (s) => byStrategy[s],
         );
         const auto = byStrategy.auto;
         const gap =
@@ -222,7 +220,7 @@ export function planText(data: DatasetContext, o: PlanOptions): DatasetPlan {
             ]),
           ),
         );
-        json.curve = curve.map(({ confusion: _c, labels: _l, ...rest }) => rest);
+        json.curve = curve.map(withoutConfusion);
       }
 
       const panels: Panel[] = [];

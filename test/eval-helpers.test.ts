@@ -3,7 +3,7 @@ import { parseEvalArgs, UsageError } from '../eval/args.js';
 import { labelDescriptions, toJsonl } from '../eval/datasets.js';
 import { meanAndSd, scorePredictions, sumConfusion } from '../eval/metrics.js';
 import { encodeGreyPng } from '../eval/png.js';
-import { aggregate, type RunRecord } from '../eval/runner.js';
+import { type Aggregate, aggregate, mostAccurate, type RunRecord } from '../eval/runner.js';
 import { deriveSeed, randomSubset, stratifiedSample } from '../eval/sample.js';
 import { confusionPanel, escapeXml, figureSvg, learningCurvePanel } from '../eval/svg.js';
 import { decodeImage } from '../src/engine/backbones/image.js';
@@ -69,6 +69,22 @@ describe('eval metrics', () => {
     expect(agg.accuracy.mean).toBeCloseTo(60, 10);
     expect(agg.chosen).toEqual({ mlp: 2 });
     expect(agg.errors).toEqual(['t: X: broke']);
+  });
+
+  it('picks the most accurate configuration among those that succeeded, the first on ties', () => {
+    const wallMs = { upload: 0, job: 0, predict: 0, total: 0 };
+    const run = (status: string, accuracy?: number) =>
+      aggregate([
+        { task: 't', trainRows: 1, status, accuracy, macroF1: accuracy, wallMs } as unknown as RunRecord,
+      ]);
+    const aggs: Record<string, Aggregate> = {
+      low: run('succeeded', 0.5),
+      high: run('succeeded', 0.8),
+      tie: run('succeeded', 0.8),
+      broken: run('failed'),
+    };
+    expect(mostAccurate(['low', 'high', 'tie', 'broken', 'absent'], (k) => aggs[k])).toBe('high');
+    expect(mostAccurate(['broken', 'absent'], (k) => aggs[k])).toBeUndefined();
   });
 });
 
