@@ -2,11 +2,12 @@
 // `POST /v1/embeddings`, against transformers.js (@huggingface/transformers) running the same local files.
 import path from 'node:path';
 import { env, pipeline } from '@huggingface/transformers';
+import { apiClient } from '../eval/client.js';
 import { embedTexts, loadTextBackbone, readTextBackboneDir } from '../src/engine/backbones/text.js';
 import { OnnxSession } from '../src/runtime/onnx.js';
 import type { ChildServer } from '../test/support/child-server.js';
 import { writeTinyBertLayout } from '../test/support/tiny-bert.js';
-import { closedLoop, interleaved, medianOf, postLoad, type RepeatedLoad, type Row } from './lib.js';
+import { closedLoop, interleaved, measured, medianOf, postLoad, type RepeatedLoad, type Row } from './lib.js';
 
 /** all-MiniLM-L6-v2's shape (hidden 384, 6 layers, 12 heads, FFN 1536) with seeded random weights. */
 export const MINILM_L6 = {
@@ -55,14 +56,7 @@ export async function embeddingsBench({
   const running = await server();
   const startRss = running.rss();
   try {
-    const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
-    const registered = await fetch(`${running.url}/v1/backbones/${name}`, {
-      method: 'PUT',
-      headers,
-      body: JSON.stringify({ kind: 'text', source: { dir } }),
-    });
-    if (!registered.ok)
-      throw new Error(`registering ${name}: ${registered.status} ${await registered.text()}`);
+    await apiClient(running.url, apiKey).put(`/v1/backbones/${name}`, { kind: 'text', source: { dir } });
     for (const batch of [1, 32]) {
       const inputs = texts.slice(0, batch);
       const body = JSON.stringify({ model: name, input: inputs });
@@ -101,12 +95,8 @@ export async function embeddingsBench({
     await extractor.dispose();
   }
 
-  const textsPerSecond = (r: RepeatedLoad, batch: number) => ({
-    median: r.requestsPerSecond.median * batch,
-    min: r.requestsPerSecond.min * batch,
-    max: r.requestsPerSecond.max * batch,
-    runs: r.requestsPerSecond.runs.map((x) => x * batch),
-  });
+  const textsPerSecond = (r: RepeatedLoad, batch: number) =>
+    measured(r.requestsPerSecond.runs.map((x) => x * batch));
   for (const batch of [1, 32]) {
     const measuredBatch = results.get(batch);
     if (!measuredBatch) continue;

@@ -92,23 +92,13 @@ export async function postLoad(
   };
 }
 
-/** Repeats a load run after a warm-up one; each figure is then a median over the repeats. */
-export async function repeatLoad(
-  run: (durationMs: number) => Promise<LoadResult>,
-  { repeats, durationMs, warmUpMs }: { repeats: number; durationMs: number; warmUpMs: number },
-) {
-  await run(warmUpMs);
-  const results: LoadResult[] = [];
-  for (let i = 0; i < repeats; i++) results.push(await run(durationMs));
-  return {
-    requestsPerSecond: measured(results.map((r) => r.requestsPerSecond)),
-    p50Ms: measured(results.map((r) => r.p50Ms)),
-    p99Ms: measured(results.map((r) => r.p99Ms)),
-    errors: results.reduce((sum, r) => sum + r.errors, 0),
-  };
+/** The repeats of one load run: each figure a median over them, and their errors summed. */
+export interface RepeatedLoad {
+  requestsPerSecond: Measured;
+  p50Ms: Measured;
+  p99Ms: Measured;
+  errors: number;
 }
-
-export type RepeatedLoad = Awaited<ReturnType<typeof repeatLoad>>;
 
 /**
  * Measures several contenders the same way, taking turns (A B C A B C ...) after one warm-up each, so that

@@ -3,9 +3,11 @@
 // --only=1,2,4,6 (items to run). Not part of `npm test`.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { apiClient } from '../eval/client.js';
+import { loadTextDataset, type Rows } from '../eval/datasets.js';
 import { DirObjectStore } from '../src/adapters/local/dir-object-store.js';
 import { softmax } from '../src/engine/calibration.js';
 import { HASH_NGRAMS, HashNgramsFeaturizer, type SparseVector } from '../src/engine/hash-ngrams.js';
@@ -47,13 +49,6 @@ const TRAIN_REPEATS = QUICK ? 1 : 3;
 const API_KEY = 'bench-admin-key-0123456789';
 const RESULTS = path.resolve(import.meta.dirname, 'results.json');
 
-interface JobView {
-  status: string;
-  modelVersion: string;
-  error?: unknown;
-  metrics: { accuracy: number };
-}
-
 interface SklearnRun {
   fitSeconds: number[];
   accuracy: number;
@@ -72,22 +67,14 @@ const rows: Row[] = [];
 const log = (message: string) => process.stderr.write(`${message}\n`);
 const mib = (bytes: number) => bytes / 2 ** 20;
 
-async function readJsonl(file: string): Promise<Example[]> {
-  return (await readFile(file, 'utf8'))
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as Example);
-}
+const examples = ({ inputs, labels }: Rows): Example[] =>
+  inputs.map((text, i) => ({ text, label: labels[i] as string }));
 
 /** banking77 from ../shared when this checkout has it (CI does), else a synthetic set of the same shape. */
 async function loadDataset(): Promise<{ name: string; train: Example[]; test: Example[] }> {
-  const dir = path.join(SHARED_DIR, 'datasets', 'banking77');
-  if (existsSync(path.join(dir, 'train.jsonl'))) {
-    return {
-      name: 'banking77',
-      train: await readJsonl(path.join(dir, 'train.jsonl')),
-      test: await readJsonl(path.join(dir, 'test.jsonl')),
-    };
+  if (existsSync(path.join(SHARED_DIR, 'datasets', 'banking77', 'train.jsonl'))) {
+    const { train, test } = await loadTextDataset(SHARED_DIR, 'banking77');
+    return { name: 'banking77', train: examples(train), test: examples(test) };
   }
   const labels = Array.from({ length: 77 }, (_, i) => `intent-${i}`);
   const all = makeTextDataset({ labels, perLabel: 170 }).map((r) => ({ ...r, text: `${r.text} ${r.label}` }));
@@ -97,28 +84,6 @@ async function loadDataset(): Promise<{ name: string; train: Example[]; test: Ex
     train: all.filter((_, i) => i % 5 !== 0),
     test: all.filter((_, i) => i % 5 === 0),
   };
-}
-
-function api(server: ChildServer) {
-  const call = async <T = Record<string, unknown>>(
-    method: string,
-    route: string,
-    body?: string,
-    type = 'application/json',
-  ): Promise<T> => {
-    const response = await fetch(`${server.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${API_KEY}`,
-        ...(body === undefined ? {} : { 'content-type': type }),
-      },
-      body,
-    });
-    const json: unknown = await response.json();
-    if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${JSON.stringify(json)}`);
-    return json as T;
-  };
-  return call;
 }
 
 function startServer(dataDir: string, env: Record<string, string>) {
@@ -133,27 +98,19 @@ async function trainModel(dataDir: string, dataset: { train: Example[] }) {
   const server = await startServer(dataDir, { BENCH_WORKER: 'on', BENCH_MICRO_BATCH: 'off' });
   try {
     const idle = server.rss();
-    const call = api(server);
-    await call('PUT', '/v1/tasks/bench', '{}');
+    const api = apiClient(server.url, API_KEY);
+    await api.put('/v1/tasks/bench', {});
     const started = Date.now();
-    const uploaded = await call<{ jobId: string }>(
-      'POST',
+    const uploaded = await api.postNdjson<{ jobId: string }>(
       '/v1/tasks/bench/datasets',
       toJsonl(dataset.train),
-      'application/x-ndjson',
     );
-    let job: JobView;
-    let peak = 0;
-    for (;;) {
-      peak = Math.max(peak, server.rss());
-      job = await call<JobView>('GET', `/v1/jobs/${uploaded.jobId}`);
-      if (['succeeded', 'failed', 'cancelled'].includes(job.status)) break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    const job = await api.waitForJob(uploaded.jobId);
     if (job.status !== 'succeeded')
       throw new Error(`the bench model did not train: ${JSON.stringify(job.error)}`);
     const seconds = (Date.now() - started) / 1000;
-    peak = Math.max(peak, server.peakRss());
+    // VmHWM, the process's peak RSS so far: nothing to sample while the job runs.
+    const peak = server.peakRss();
     rows.push({
       item: '6',
       what: `worker peak RSS while training ${dataset.train.length} rows (upload to model, ${seconds.toFixed(1)} s)`,
@@ -161,7 +118,7 @@ async function trainModel(dataDir: string, dataset: { train: Example[] }) {
       unit: 'MiB',
       reference: { what: 'same process idle', value: mib(idle) },
       ratio: peak / idle,
-      note: `accuracy on the validation rows ${(job.metrics.accuracy * 100).toFixed(1)}%`,
+      note: `accuracy on the validation rows ${((job.metrics?.accuracy as number) * 100).toFixed(1)}%`,
     });
     return { version: job.modelVersion };
   } finally {
@@ -202,27 +159,17 @@ async function trainTextTask(
   const dir = await writeMiniLm(dataDir, backbone, { layers });
   const server = await startServer(dataDir, { BENCH_WORKER: 'on', BENCH_MICRO_BATCH: 'off' });
   try {
-    const call = api(server);
-    await call('PUT', `/v1/backbones/${backbone}`, JSON.stringify({ kind: 'text', source: { dir } }));
-    await call('PUT', `/v1/tasks/${task}`, JSON.stringify({ backbone, strategy: 'logistic' }));
+    const api = apiClient(server.url, API_KEY);
+    await api.put(`/v1/backbones/${backbone}`, { kind: 'text', source: { dir } });
+    await api.put(`/v1/tasks/${task}`, { backbone, strategy: 'logistic' });
     const labels = [...new Set(dataset.train.map((r) => r.label))].slice(0, 4);
     const rows = labels.flatMap((label) => dataset.train.filter((r) => r.label === label).slice(0, 10));
     log(`training text task ${task} (${backbone}) on ${rows.length} rows`);
-    const uploaded = await call<{ jobId: string }>(
-      'POST',
-      `/v1/tasks/${task}/datasets`,
-      toJsonl(rows),
-      'application/x-ndjson',
-    );
-    for (;;) {
-      const job = await call<JobView>('GET', `/v1/jobs/${uploaded.jobId}`);
-      if (job.status === 'succeeded') {
-        const mb = (await modelBytes(dataDir, job.modelVersion, task)).byteLength / 2 ** 20;
-        return { task, version: job.modelVersion, mb };
-      }
-      if (job.status === 'failed' || job.status === 'cancelled') throw new Error(JSON.stringify(job.error));
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
+    const uploaded = await api.postNdjson<{ jobId: string }>(`/v1/tasks/${task}/datasets`, toJsonl(rows));
+    const job = await api.waitForJob(uploaded.jobId, { intervalMs: 300 });
+    if (job.status !== 'succeeded') throw new Error(JSON.stringify(job.error));
+    const mb = (await modelBytes(dataDir, job.modelVersion, task)).byteLength / 2 ** 20;
+    return { task, version: job.modelVersion, mb };
   } finally {
     await server.stop();
   }
